@@ -1,0 +1,178 @@
+"""`dstack-agent run`: register once, then keep one stream to the controller open,
+reconnecting with backoff whenever it breaks, and run what it assigns."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+from dstack_hybrid.v1 import hybrid_pb2 as pb
+from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
+
+from agent.backoff import Backoff
+from agent.config import AgentConfig
+from agent.facts.collect import collect
+from agent.facts.model import HostFacts
+from agent.facts.sources import FactSources
+from agent.runtime.docker_runtime import DockerRuntime
+from agent.runtime.task_runner import TaskRunner
+from agent.state import Credential, load_credential, save_credential
+from agent.version import AGENT_VERSION
+
+log = logging.getLogger("dstack.agent")
+
+CHANNEL_OPTIONS = [
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+
+class FatalError(Exception):
+    """The agent cannot go on (e.g. its credential was refused): exit status 1."""
+
+
+def apply_overrides(facts: HostFacts, config: AgentConfig) -> HostFacts:
+    """Operator settings in agent.yaml win over what was detected."""
+    facts.region = config.region or facts.region
+    facts.zone = config.zone or facts.zone
+    facts.fleet = config.fleet or facts.fleet
+    facts.labels = {**facts.labels, **config.labels}
+    return facts
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, state_dir: Path, sources: FactSources,
+                 reconnect_cap_s: float = 10.0) -> None:
+        self.config = config
+        self.state_dir = state_dir
+        self.sources = sources
+        self.backoff = Backoff(cap_s=reconnect_cap_s)
+        self.runtime: DockerRuntime | None = None
+        self.heartbeat_s = 10
+
+    def facts(self) -> HostFacts:
+        root = self.runtime.data_root() if self.runtime else None
+        return apply_overrides(collect(self.sources, [root] if root else []), self.config)
+
+    async def run(self) -> None:
+        # Log followers and waits block a thread each for the life of a task.
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=256))
+        facts = collect(self.sources)
+        if facts.arch not in ("amd64", "arm64"):
+            raise FatalError(f"unsupported architecture {facts.arch_raw!r}: dstack-agent runs on amd64 and arm64")
+        if self.config.arch and self.config.arch != facts.arch:
+            raise FatalError(
+                f"agent.yaml declares arch {self.config.arch}, but this host is {facts.arch} ({facts.arch_raw})"
+            )
+        cred = load_credential(self.state_dir) or await self._register()
+        self.runtime = DockerRuntime(facts.arch, self.config.docker_host, cred.host_id)
+        while True:
+            try:
+                await self._session(cred)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+                    raise FatalError(
+                        f"the controller refused this host's credential ({exc.details()}); the host was removed "
+                        f"or the controller's data was reset: delete {self.state_dir} and register again"
+                    ) from None
+                log.warning("stream to %s broke: %s", self.config.controller, exc.details() or exc.code().name)
+            delay = self.backoff.next_delay()
+            log.info("reconnecting in %.1fs", delay)
+            await asyncio.sleep(delay)
+
+    async def _register(self) -> Credential:
+        token = self.config.join_token
+        if not token:
+            raise FatalError(
+                "no host credential yet and no join token: pass --join-token or set DSTACK_JOIN_TOKEN "
+                "(needed once, for the first registration)"
+            )
+        facts = self.facts()
+        while True:
+            async with grpc.aio.insecure_channel(self.config.controller, options=CHANNEL_OPTIONS) as channel:
+                stub = pb_grpc.AgentServiceStub(channel)
+                try:
+                    resp = await stub.Register(
+                        pb.RegisterRequest(join_token=token, facts=facts.to_proto(AGENT_VERSION),
+                                           name=self.config.name or ""),
+                        timeout=30,
+                    )
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.INVALID_ARGUMENT):
+                        raise FatalError(f"registration refused by the controller: {exc.details()}") from None
+                    delay = self.backoff.next_delay()
+                    log.warning("cannot register with %s (%s); retrying in %.1fs", self.config.controller,
+                                exc.details() or exc.code().name, delay)
+                    await asyncio.sleep(delay)
+                    continue
+            cred = Credential(resp.host_id, resp.host_name, resp.credential, self.config.controller)
+            save_credential(self.state_dir, cred)
+            self.backoff.reset()
+            log.info("registered as %s (%s); credential saved in %s", cred.host_name, cred.host_id, self.state_dir)
+            return cred
+
+    async def _session(self, cred: Credential) -> None:
+        assert self.runtime is not None
+        runtime = self.runtime
+        outbox: asyncio.Queue[pb.AgentMessage] = asyncio.Queue()
+        containers = await asyncio.to_thread(runtime.task_containers)
+        facts = await asyncio.to_thread(self.facts)
+        outbox.put_nowait(pb.AgentMessage(hello=pb.Hello(facts=facts.to_proto(AGENT_VERSION),
+                                                         container_task_ids=sorted(containers))))
+
+        async def outgoing() -> AsyncIterator[pb.AgentMessage]:
+            while True:
+                yield await outbox.get()
+
+        runners: dict[str, asyncio.Task[None]] = {}
+        helpers: set[asyncio.Task[None]] = set()
+        heartbeat: asyncio.Task[None] | None = None
+
+        def background(coro: object) -> None:
+            t = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+            helpers.add(t)
+            t.add_done_callback(helpers.discard)
+
+        async with grpc.aio.insecure_channel(self.config.controller, options=CHANNEL_OPTIONS) as channel:
+            call = pb_grpc.AgentServiceStub(channel).Connect(
+                outgoing(), metadata=(("authorization", f"Bearer {cred.credential}"),)
+            )
+            try:
+                async for msg in call:
+                    kind = msg.WhichOneof("body")
+                    if kind == "welcome":
+                        self.backoff.reset()
+                        self.heartbeat_s = msg.welcome.heartbeat_interval_s or 10
+                        heartbeat = asyncio.ensure_future(self._heartbeats(outbox))
+                        log.info("connected to %s as %s", self.config.controller, msg.welcome.host_name)
+                    elif kind == "assign":
+                        task_id = msg.assign.task_id
+                        current = runners.get(task_id)
+                        if current is None or current.done():
+                            runner = TaskRunner(runtime, msg.assign, outbox.put_nowait)
+                            runners[task_id] = asyncio.ensure_future(runner.run())
+                    elif kind == "stop":
+                        background(asyncio.to_thread(runtime.stop, msg.stop.task_id, msg.stop.grace_s or 10,
+                                                     msg.stop.abort))
+                    elif kind == "release":
+                        current = runners.pop(msg.release.task_id, None)
+                        if current is not None:
+                            current.cancel()
+                        background(asyncio.to_thread(runtime.remove, msg.release.task_id))
+            finally:
+                if heartbeat is not None:
+                    heartbeat.cancel()
+                for t in runners.values():
+                    t.cancel()
+                await asyncio.gather(*runners.values(), return_exceptions=True)
+
+    async def _heartbeats(self, outbox: asyncio.Queue[pb.AgentMessage]) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            outbox.put_nowait(pb.AgentMessage(heartbeat=pb.Heartbeat(sent_at_ms=int(time.time() * 1000))))

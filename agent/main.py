@@ -1,0 +1,82 @@
+"""dstack-agent: run (register, connect, run tasks) and facts (print this host's facts)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from agent.config import AgentConfigError, default_state_dir, load_config
+from agent.daemon import Agent, FatalError, apply_overrides
+from agent.facts.collect import collect
+from agent.facts.sources import FactSources
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dstack-agent", description="The dstack-hybrid host agent.")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="register with the controller and run its tasks")
+    run.add_argument("--controller", default=None, help="HOST:PORT (default from agent.yaml or 127.0.0.1:7443)")
+    run.add_argument("--join-token", default=None, help="needed once, for the first registration")
+    run.add_argument("--config", type=Path, default=None, help="default /etc/dstack/agent.yaml")
+    run.add_argument("--state-dir", type=Path, default=None)
+    run.add_argument("--name", default=None, help="host name to register (default: the hostname)")
+    facts = sub.add_parser("facts", help="detect and print this host's facts")
+    facts.add_argument("--json", action="store_true")
+    facts.add_argument("--config", type=Path, default=None)
+    return p
+
+
+def cmd_facts(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    facts = apply_overrides(collect(FactSources.from_env()), config).to_json_dict()
+    if args.json:
+        print(json.dumps(facts, indent=2))
+        return 0
+    cpu = facts["cpu"]
+    print(f"arch:    {facts['arch']} ({facts['arch_raw']})")
+    print(f"cpu:     {cpu['model'] or '?'} ({cpu['vendor'] or '?'}), {cpu['cores']} cores, {cpu['threads']} threads")
+    print(f"memory:  {(facts['memory_bytes'] or 0) / 1024**3:.1f} GiB")
+    for d in facts["disks"]:
+        print(f"disk:    {d['path']} {d['size_bytes'] / 1024**3:.1f} GiB")
+    print(f"emulate: {', '.join(facts['emulators']) or '-'} (emulated runs are refused regardless)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    updates = {k: v for k, v in (("controller", args.controller), ("join_token", args.join_token),
+                                 ("name", args.name)) if v}
+    config = config.model_copy(update=updates)
+    state_dir = args.state_dir or default_state_dir()
+    cap = float(os.environ.get("DSTACK_AGENT_RECONNECT_MAX_S", "10"))
+    agent = Agent(config, state_dir, FactSources.from_env(), reconnect_cap_s=cap)
+    try:
+        asyncio.run(agent.run())
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return cmd_facts(args) if args.command == "facts" else cmd_run(args)
+    except AgentConfigError as exc:
+        print(f"dstack-agent: {exc}", file=sys.stderr)
+        return 2
+    except (FatalError, ValueError) as exc:
+        print(f"dstack-agent: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+AGENT_VERSION = "0.1.0"

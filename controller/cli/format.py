@@ -1,0 +1,27 @@
+"""Human forms of times and sizes for dstackctl's tables."""
+
+from __future__ import annotations
+
+import time
+
+
+def ago(ms: int, now: float | None = None) -> str:
+    if not ms:
+        return "-"
+    seconds = max(0, int((now or time.time()) - ms / 1000))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def size(n: int) -> str:
+    for unit, scale in (("TB", 1024**4), ("GB", 1024**3), ("MB", 1024**2)):
+        if n >= scale:
+            value = n / scale
+            return f"{value:.0f}{unit}" if value >= 10 else f"{value:.1f}{unit}"
+    return f"{n}B"
+
+
+def cpus(n: float) -> str:
+    return str(int(n)) if n == int(n) else f"{n:.1f}"

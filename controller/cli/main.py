@@ -1,0 +1,259 @@
+"""dstackctl: submit tasks, watch them, stop them, list hosts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+from dstack_hybrid.v1 import hybrid_pb2 as pb
+from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
+
+from controller.cli import format as fmt
+from controller.cli.errors import CommandError, UsageError
+from controller.cli.settings import resolve
+from controller.cli.table import render
+from controller.configs.loader import ConfigError, load_task_file
+
+TERMINAL = {"done", "failed", "stopped", "refused"}
+USAGE_CODES = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
+}
+
+
+class Client:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.settings = resolve(args.controller, args.token)
+        self.channel = grpc.insecure_channel(self.settings.controller)
+        self.stub = pb_grpc.ClientServiceStub(self.channel)
+        self.metadata = (("authorization", f"Bearer {self.settings.token}"),)
+
+    def call(self, method: Callable[..., Any], request: Any) -> Any:
+        return method(request, metadata=self.metadata, timeout=60)
+
+    def stream(self, method: Callable[..., Any], request: Any) -> Any:
+        return method(request, metadata=self.metadata)
+
+
+def emit(rows: list[dict[str, str]], headers: list[str], as_json: bool, json_rows: list[dict[str, Any]]) -> None:
+    if as_json:
+        print(json.dumps(json_rows, indent=2))
+    else:
+        print(render(headers, [[r[h] for h in headers] for r in rows]))
+
+
+# ------------------------------------------------------------------ submit
+def cmd_submit(args: argparse.Namespace) -> int:
+    try:
+        config = load_task_file(Path(args.file))
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    client = Client(args)
+    task = client.call(client.stub.Submit, pb.SubmitRequest(
+        configuration_json=config.model_dump_json(), name=args.name or ""))
+    if args.detach:
+        print(task.name)
+        return 0
+    print(f"task {task.name} submitted" + (f", placed on {task.host}" if task.host else ""), file=sys.stderr)
+    if task.status == "pending" and task.reason:
+        return _stuck(task)
+    return follow(client, task.name, announce=True)
+
+
+def _stuck(task: pb.Task) -> int:
+    print(f"task {task.name} is pending: {task.reason}", file=sys.stderr)
+    print(f"it runs when a fitting host registers; `dstackctl stop {task.name}` cancels it", file=sys.stderr)
+    return 1
+
+
+def follow(client: Client, name: str, announce: bool) -> int:
+    """Streams a task's log until it ends; returns the exit status dstackctl should have."""
+    call = client.stream(client.stub.StreamLogs, pb.StreamLogsRequest(name=name, follow=True))
+    # Ctrl-C detaches: the task keeps running on its host.
+    signal.signal(signal.SIGINT, lambda *_: call.cancel())
+    last_status = ""
+    try:
+        for event in call:
+            if event.HasField("line"):
+                out = sys.stderr.buffer if event.line.stream == pb.LOG_STREAM_STDERR else sys.stdout.buffer
+                out.write(event.line.data)
+                out.flush()
+                continue
+            task = event.status
+            if announce and task.status != last_status and task.status in ("provisioning", "running"):
+                where = f" on {task.host}" if task.host else ""
+                print(f"task {task.name} is {task.status}{where}", file=sys.stderr)
+            last_status = task.status
+            if task.status == "pending" and task.reason:
+                return _stuck(task)
+            if task.status in TERMINAL:
+                return _final(task)
+    except grpc.RpcError as exc:
+        if exc.code() == grpc.StatusCode.CANCELLED:  # type: ignore[attr-defined]
+            print(f"\ndetached; task {name} keeps running (`dstackctl stop {name}` stops it)", file=sys.stderr)
+            return 130
+        raise
+    raise CommandError(f"the controller ended the log stream of {name} before the task finished")
+
+
+def _final(task: pb.Task) -> int:
+    if task.status == "done":
+        return 0
+    if task.status == "failed":
+        print(f"task {task.name} failed: {task.reason}", file=sys.stderr)
+        return task.exit_code if task.has_exit_code and task.exit_code > 0 else 1
+    print(f"task {task.name} {task.status}" + (f": {task.reason}" if task.reason else ""), file=sys.stderr)
+    return 1
+
+
+# --------------------------------------------------------------- ps / logs
+def task_row(t: pb.Task) -> dict[str, str]:
+    return {
+        "NAME": t.name,
+        "STATUS": t.status,
+        "HOST": t.host or "-",
+        "ARCH": t.arch or "-",
+        "SUBMITTED": fmt.ago(t.submitted_at_ms),
+        "EXIT": str(t.exit_code) if t.has_exit_code else "-",
+        "REASON": t.reason,
+        "ID": t.id,
+        "IMAGE": t.image,
+        "RESOURCES": t.resources,
+    }
+
+
+def task_json(t: pb.Task) -> dict[str, Any]:
+    return {
+        "name": t.name, "status": t.status, "host": t.host or None, "reason": t.reason, "id": t.id,
+        "image": t.image, "arch": t.arch or None, "exit": t.exit_code if t.has_exit_code else None,
+        "submitted": t.submitted_at_ms, "resources": t.resources,
+    }
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    client = Client(args)
+    tasks = client.call(client.stub.ListTasks, pb.ListTasksRequest(all=args.all)).tasks
+    headers = ["NAME", "STATUS", "HOST", "SUBMITTED", "EXIT", "REASON"]
+    if args.verbose:
+        headers = ["ID", *headers[:3], "ARCH", "IMAGE", "RESOURCES", *headers[3:]]
+    emit([task_row(t) for t in tasks], headers, args.json, [task_json(t) for t in tasks])
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    client = Client(args)
+    if args.follow:
+        return follow(client, args.task, announce=False)
+    for event in client.stream(client.stub.StreamLogs, pb.StreamLogsRequest(name=args.task, follow=False)):
+        out = sys.stderr.buffer if event.line.stream == pb.LOG_STREAM_STDERR else sys.stdout.buffer
+        out.write(event.line.data)
+        out.flush()
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    client = Client(args)
+    task = client.call(client.stub.StopTask, pb.StopTaskRequest(name=args.task, abort=args.abort))
+    verb = "stopped" if task.status in TERMINAL else ("aborting" if args.abort else "stopping")
+    print(f"{verb} {task.name}")
+    return 0
+
+
+# ------------------------------------------------------------------- hosts
+def cmd_hosts(args: argparse.Namespace) -> int:
+    client = Client(args)
+    hosts = client.call(client.stub.ListHosts, pb.ListHostsRequest()).hosts
+    rows, json_rows = [], []
+    for h in hosts:
+        f = h.facts
+        rows.append({
+            "NAME": h.name, "ARCH": h.arch, "CPU": f"{fmt.cpus(h.cpu_used)}/{fmt.cpus(h.cpu_total)}",
+            "MEMORY": f"{fmt.size(h.memory_used_bytes)}/{fmt.size(h.memory_total_bytes)}",
+            "REGION": h.region or "-", "ZONE": h.zone or "-", "STATUS": h.status, "TASKS": str(h.tasks),
+            "LAST SEEN": fmt.ago(h.last_seen_ms), "ID": h.id, "CPU MODEL": f.cpu.model or "-",
+            "EMULATORS": ",".join(f.emulators) or "-",
+        })
+        json_rows.append({
+            "name": h.name, "arch": h.arch, "zone": h.zone or None, "region": h.region or None, "status": h.status,
+            "id": h.id, "cpu_total": h.cpu_total, "cpu_used": h.cpu_used, "memory_total_bytes": h.memory_total_bytes,
+            "memory_used_bytes": h.memory_used_bytes, "tasks": h.tasks, "last_seen": h.last_seen_ms,
+            "emulators": list(f.emulators),
+        })
+    headers = ["NAME", "ARCH", "CPU", "MEMORY", "REGION", "ZONE", "STATUS", "TASKS"]
+    if args.verbose:
+        headers = ["ID", *headers, "CPU MODEL", "EMULATORS", "LAST SEEN"]
+    emit(rows, headers, args.json, json_rows)
+    return 0
+
+
+# -------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--controller", default=None, help="HOST:PORT (or DSTACK_CONTROLLER)")
+    common.add_argument("--token", default=None, help="API token (or DSTACK_TOKEN)")
+    p = argparse.ArgumentParser(prog="dstackctl", description="Run tasks on dstack-hybrid hosts.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    submit = sub.add_parser("submit", parents=[common], help="submit a task and stream its output")
+    submit.add_argument("-f", "--file", required=True, help="task YAML (type: task)")
+    submit.add_argument("--name", default=None)
+    submit.add_argument("-d", "--detach", action="store_true", help="print the task name and return")
+    submit.set_defaults(func=cmd_submit)
+
+    ps = sub.add_parser("ps", parents=[common], help="list tasks")
+    ps.add_argument("-a", "--all", action="store_true", help="include finished tasks")
+    ps.add_argument("-v", "--verbose", action="store_true")
+    ps.add_argument("--json", action="store_true")
+    ps.set_defaults(func=cmd_ps)
+
+    logs = sub.add_parser("logs", parents=[common], help="print a task's output")
+    logs.add_argument("task")
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.set_defaults(func=cmd_logs)
+
+    stop = sub.add_parser("stop", parents=[common], help="stop a task (SIGTERM, then SIGKILL)")
+    stop.add_argument("task")
+    stop.add_argument("--abort", action="store_true", help="SIGKILL at once")
+    stop.set_defaults(func=cmd_stop)
+
+    hosts = sub.add_parser("hosts", parents=[common], help="list hosts")
+    hosts.add_argument("-v", "--verbose", action="store_true")
+    hosts.add_argument("--json", action="store_true")
+    hosts.set_defaults(func=cmd_hosts)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.func(args)
+        return result
+    except UsageError as exc:
+        print(f"dstackctl: {exc}", file=sys.stderr)
+        return 2
+    except CommandError as exc:
+        print(f"dstackctl: {exc}", file=sys.stderr)
+        return 1
+    except grpc.RpcError as exc:
+        code, details = exc.code(), exc.details()  # type: ignore[attr-defined]
+        if code == grpc.StatusCode.UNAVAILABLE:
+            where = getattr(args, "controller", None) or "the controller"
+            print(f"dstackctl: cannot reach {where}: {details}", file=sys.stderr)
+            return 1
+        print(f"dstackctl: {details}", file=sys.stderr)
+        return 2 if code in USAGE_CODES else 1
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

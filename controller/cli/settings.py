@@ -1,0 +1,44 @@
+"""Where dstackctl finds the controller and its API token: flags, environment, ~/.dstack/ctl.yaml."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from controller.cli.errors import UsageError
+from controller.settings import DEFAULT_LISTEN
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    controller: str
+    token: str
+
+
+def ctl_config_path() -> Path:
+    return Path.home() / ".dstack" / "ctl.yaml"
+
+
+def resolve(controller: str | None, token: str | None) -> ClientSettings:
+    file: dict[str, str] = {}
+    path = ctl_config_path()
+    if path.exists():
+        try:
+            loaded = YAML(typ="safe").load(path.read_text())
+        except (OSError, YAMLError) as exc:
+            raise UsageError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+        if not isinstance(loaded, dict):
+            raise UsageError(f"{path} must be a mapping with controller and token")
+        file = {k: str(v) for k, v in loaded.items()}
+    address = controller or os.environ.get("DSTACK_CONTROLLER") or file.get("controller") or DEFAULT_LISTEN
+    api_token = token or os.environ.get("DSTACK_TOKEN") or file.get("token") or ""
+    if not api_token:
+        raise UsageError(
+            "no API token: pass --token, set DSTACK_TOKEN, or put token: in ~/.dstack/ctl.yaml "
+            "(the admin token is in the controller's data dir, file admin-token)"
+        )
+    return ClientSettings(address, api_token.strip())

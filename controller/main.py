@@ -1,0 +1,158 @@
+"""dstack-controller: serve, and manage join/API tokens on the same data dir."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from controller.images.platforms import LookupSettings
+from controller.settings import DEFAULT_LISTEN, ControllerSettings, default_data_dir, default_database_url
+from controller.store import Store, StoreURLError, open_store
+from controller.tokens import create_token, parse_duration
+
+
+class UsageError(Exception):
+    """Bad input: one sentence, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dstack-controller", description="The dstack-hybrid controller.")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the controller")
+    _data_args(serve)
+    serve.add_argument("--listen", default=os.environ.get("DSTACK_CONTROLLER_LISTEN", DEFAULT_LISTEN))
+    serve.add_argument("--host-grace", default="40s", help="hosts not heard from for this long are offline")
+    serve.add_argument("--heartbeat-interval", default="10s", help="how often agents send a heartbeat")
+    serve.add_argument("--stop-grace", default="10s", help="SIGTERM, then SIGKILL after this long")
+    serve.add_argument(
+        "--image-lookup", choices=["on", "off"], default=os.environ.get("DSTACK_IMAGE_LOOKUP", "on"),
+        help="ask registries which platforms an image has (off: rely on the agents' check)",
+    )
+    serve.add_argument(
+        "--registry-mirror", default=os.environ.get("DSTACK_REGISTRY_MIRROR", ""),
+        help="look Docker Hub images up at this registry instead, e.g. http://127.0.0.1:5000",
+    )
+
+    token = sub.add_parser("token", help="join and API tokens")
+    tsub = token.add_subparsers(dest="token_command", required=True)
+    create = tsub.add_parser("create", help="create a token and print it")
+    _data_args(create)
+    create.add_argument("--kind", choices=["join", "api"], default="join")
+    create.add_argument("--ttl", default=None, help="lifetime, e.g. 1h (join default 1h; api default none)")
+    create.add_argument("--uses", type=int, default=None, help="how many registrations (join default 1)")
+    create.add_argument("--fleet", default="", help="hosts registering with it join this fleet")
+    lst = tsub.add_parser("list", help="list tokens")
+    _data_args(lst)
+    revoke = tsub.add_parser("revoke", help="revoke a token by id")
+    _data_args(revoke)
+    revoke.add_argument("id")
+    return p
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument("--database-url", default=None)
+
+
+def _open(args: argparse.Namespace) -> tuple[Path, str, Store]:
+    data_dir: Path = args.data_dir or default_data_dir()
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    url = args.database_url or default_database_url(data_dir)
+    try:
+        return data_dir, url, open_store(url)
+    except StoreURLError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _duration(text: str, flag: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from controller.server.app import ensure_admin_token, serve
+
+    settings_probe = (_duration(args.host_grace, "--host-grace"), _duration(args.heartbeat_interval,
+                      "--heartbeat-interval"), _duration(args.stop_grace, "--stop-grace"))
+    data_dir, url, store = _open(args)
+    settings = ControllerSettings(
+        data_dir=data_dir,
+        database_url=url,
+        listen=args.listen,
+        host_grace_s=settings_probe[0],
+        heartbeat_interval_s=max(1, int(settings_probe[1])),
+        stop_grace_s=int(settings_probe[2]),
+        image_lookup=LookupSettings(enabled=args.image_lookup == "on", docker_hub_mirror=args.registry_mirror),
+    )
+    log = logging.getLogger("dstack.controller")
+    log.info("data dir %s, database %s", data_dir, url)
+    if ensure_admin_token(store, settings.admin_token_path):
+        log.info("created the admin API token in %s (mode 0600)", settings.admin_token_path)
+    else:
+        log.info("admin API token is in %s", settings.admin_token_path)
+    asyncio.run(serve(settings, store))
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    _, _, store = _open(args)
+    if args.token_command == "create":
+        if args.uses is not None and args.uses < 1:
+            raise UsageError("--uses must be at least 1")
+        if args.kind == "join":
+            ttl = _duration(args.ttl or "1h", "--ttl")
+            uses = args.uses if args.uses is not None else 1
+        else:
+            ttl = _duration(args.ttl, "--ttl") if args.ttl else None
+            uses = args.uses
+        _, text = create_token(store, args.kind, ttl_s=ttl, uses=uses, fleet=args.fleet)
+        print(text)
+        return 0
+    if args.token_command == "list":
+        now = time.time()
+        print(f"{'ID':<10} {'KIND':<5} {'FLEET':<12} {'USES LEFT':<10} {'EXPIRES':<22} STATUS")
+        for t in store.list_tokens():
+            status = "revoked" if t.revoked else (
+                "expired" if t.expires_at is not None and t.expires_at <= now else (
+                    "used" if t.uses_left == 0 else "active"))
+            expires = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t.expires_at)) if t.expires_at else "never"
+            uses = "unlimited" if t.uses_left is None else str(t.uses_left)
+            print(f"{t.id:<10} {t.kind:<5} {t.fleet or '-':<12} {uses:<10} {expires:<22} {status}")
+        return 0
+    if not store.revoke_token(args.id):
+        raise UsageError(f"no token with id {args.id!r} (see dstack-controller token list)")
+    print(f"revoked {args.id}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.command == "serve":
+            return cmd_serve(args)
+        return cmd_token(args)
+    except UsageError as exc:
+        print(f"dstack-controller: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"dstack-controller: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

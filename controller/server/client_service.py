@@ -1,0 +1,172 @@
+"""ClientService: what dstackctl calls. Every call needs an API token."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+
+import grpc
+from dstack_hybrid.v1 import hybrid_pb2 as pb
+from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
+
+from controller.server import taskspec
+from controller.server.auth import require_api_token
+from controller.server.convert import host_facts, log_line
+from controller.server.core import Controller
+from controller.store.records import PENDING, STOPPED, TaskRecord
+
+log = logging.getLogger("dstack.controller.client")
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
+ADJECTIVES = ("brave", "calm", "eager", "fast", "gentle", "happy", "keen", "lucky", "quiet", "wise")
+ANIMALS = ("badger", "crane", "falcon", "heron", "lynx", "otter", "panda", "raven", "seal", "zebra")
+
+
+class ClientService(pb_grpc.ClientServiceServicer):
+    def __init__(self, controller: Controller) -> None:
+        self.c = controller
+
+    async def _auth(self, context: grpc.aio.ServicerContext) -> None:
+        await require_api_token(self.c.store, context, self.c.clock())
+
+    async def _find(self, name: str, context: grpc.aio.ServicerContext) -> TaskRecord:
+        task = self.c.store.find_task(name)
+        if task is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no task named {name!r}")
+            raise AssertionError("unreachable")
+        return task
+
+    async def Submit(self, request: pb.SubmitRequest, context: grpc.aio.ServicerContext) -> pb.Task:
+        await self._auth(context)
+        try:
+            config = taskspec.parse(request.configuration_json)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid task configuration: {exc}")
+            raise AssertionError("unreachable") from None
+        name = request.name or config.name or self._generated_name()
+        if not NAME_RE.match(name):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"invalid task name {name!r}: use lowercase letters, digits and dashes, starting with a letter",
+            )
+        if any(t.name == name for t in self.c.store.list_tasks(include_finished=False)):
+            await context.abort(
+                grpc.StatusCode.ALREADY_EXISTS, f"task {name} is still active: stop it or choose another name"
+            )
+        task = TaskRecord(
+            id=uuid.uuid4().hex,
+            name=name,
+            configuration_json=request.configuration_json,
+            image=config.image,
+            submitted_at=self.c.clock(),
+            arch=taskspec.explicit_arch(config) or "",
+        )
+        self.c.store.add_task(task)
+        log.info("task %s submitted (%s)", name, task.image)
+        # One placement pass before answering, so the reply already says where or why not.
+        await self.c.schedule_pending()
+        return self.c.task_message(self.c.store.get_task(task.id) or task)
+
+    def _generated_name(self) -> str:
+        active = {t.name for t in self.c.store.list_tasks(include_finished=True)}
+        while True:
+            name = f"{secrets.choice(ADJECTIVES)}-{secrets.choice(ANIMALS)}-{secrets.randbelow(100)}"
+            if name not in active:
+                return name
+
+    async def ListTasks(self, request: pb.ListTasksRequest, context: grpc.aio.ServicerContext) -> pb.ListTasksResponse:
+        await self._auth(context)
+        tasks = self.c.store.list_tasks(include_finished=request.all)
+        return pb.ListTasksResponse(tasks=[self.c.task_message(t) for t in tasks])
+
+    async def GetTask(self, request: pb.GetTaskRequest, context: grpc.aio.ServicerContext) -> pb.Task:
+        await self._auth(context)
+        return self.c.task_message(await self._find(request.name, context))
+
+    async def StopTask(self, request: pb.StopTaskRequest, context: grpc.aio.ServicerContext) -> pb.Task:
+        await self._auth(context)
+        task = await self._find(request.name, context)
+        if task.terminal:
+            return self.c.task_message(task)
+        if task.status == PENDING:
+            task.status, task.reason, task.finished_at = STOPPED, "stopped by user", self.c.clock()
+        else:
+            task.stop_requested = True
+            task.abort_requested = task.abort_requested or request.abort
+            self.c.sessions.send(task.host_id, self.c.stop_message(task))
+        self.c.store.update_task(task)
+        self.c.publish_status(task)
+        log.info("task %s: stop requested%s", task.name, " (abort)" if request.abort else "")
+        return self.c.task_message(task)
+
+    async def StreamLogs(
+        self, request: pb.StreamLogsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.LogEvent]:
+        await self._auth(context)
+        task = await self._find(request.name, context)
+        # Subscribe before reading the backlog, so no line falls between the two.
+        queue = self.c.events.subscribe(task.id)
+        try:
+            next_seq: dict[int, int] = {}
+            for line in self.c.store.read_logs(task.id):
+                next_seq[line.stream] = max(next_seq.get(line.stream, 0), line.seq + 1)
+                yield pb.LogEvent(line=log_line(line))
+            if not request.follow:
+                return
+            current = self.c.store.get_task(task.id) or task
+            yield pb.LogEvent(status=self.c.task_message(current))
+            if current.terminal:
+                return
+            while True:
+                event = await queue.get()
+                if event.HasField("line"):
+                    if event.line.seq < next_seq.get(event.line.stream, 0):
+                        continue  # already sent from the backlog
+                    next_seq[event.line.stream] = event.line.seq + 1
+                yield event
+                if event.HasField("status") and event.status.status in ("done", "failed", "stopped", "refused"):
+                    return
+        finally:
+            self.c.events.unsubscribe(task.id, queue)
+
+    async def ListHosts(self, request: pb.ListHostsRequest, context: grpc.aio.ServicerContext) -> pb.ListHostsResponse:
+        await self._auth(context)
+        now = self.c.clock()
+        active = self.c.store.list_tasks(include_finished=False)
+        views = self.c.host_views(active, now)
+        counts: dict[str, int] = {}
+        for t in active:
+            if t.host_id:
+                counts[t.host_id] = counts.get(t.host_id, 0) + 1
+        hosts = []
+        for h in self.c.store.list_hosts():
+            v = views[h.id]
+            hosts.append(
+                pb.Host(
+                    id=h.id,
+                    name=h.name,
+                    arch=h.arch,
+                    region=h.region,
+                    zone=h.zone,
+                    status="online" if v.live else "offline",
+                    facts=host_facts(h),
+                    registered_at_ms=int(h.registered_at * 1000),
+                    last_seen_ms=int(max(h.last_seen, self._session_seen(h.id)) * 1000),
+                    cpu_total=v.cpu_total,
+                    cpu_used=v.cpu_used,
+                    memory_total_bytes=v.memory_total_bytes,
+                    memory_used_bytes=v.memory_used_bytes,
+                    tasks=counts.get(h.id, 0),
+                )
+            )
+        return pb.ListHostsResponse(hosts=hosts)
+
+    def _session_seen(self, host_id: str) -> float:
+        session = self.c.sessions.get(host_id)
+        return session.last_seen if session else 0.0
+
+
+__all__ = ["ClientService"]

@@ -1,0 +1,43 @@
+"""Store records -> wire messages."""
+
+from __future__ import annotations
+
+from dstack_hybrid.v1 import hybrid_pb2 as pb
+from google.protobuf import json_format
+
+from controller.store.records import HostRecord, StoredLogLine, TaskRecord
+
+
+def ms(t: float | None) -> int:
+    return int(t * 1000) if t else 0
+
+
+def task_message(task: TaskRecord, host_name: str, resources: str = "") -> pb.Task:
+    return pb.Task(
+        id=task.id,
+        name=task.name,
+        status=task.status,
+        host=host_name,
+        reason=task.reason,
+        has_exit_code=task.exit_code is not None,
+        exit_code=task.exit_code or 0,
+        image=task.image,
+        arch=task.arch,
+        configuration_json=task.configuration_json,
+        submitted_at_ms=ms(task.submitted_at),
+        started_at_ms=ms(task.started_at),
+        finished_at_ms=ms(task.finished_at),
+        resources=resources,
+    )
+
+
+def host_facts(host: HostRecord) -> pb.HostFacts:
+    return json_format.Parse(host.facts_json, pb.HostFacts(), ignore_unknown_fields=True)
+
+
+def facts_json(facts: pb.HostFacts) -> str:
+    return json_format.MessageToJson(facts, preserving_proto_field_name=True, indent=None)
+
+
+def log_line(line: StoredLogLine) -> pb.LogLine:
+    return pb.LogLine(stream=line.stream, seq=line.seq, ts_ns=line.ts_ns, data=line.data)  # type: ignore[arg-type]

@@ -1,0 +1,42 @@
+"""Controller settings: flags, then environment, then defaults (INTERFACES.md)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from controller.images.platforms import LookupSettings
+
+DEFAULT_LISTEN = "127.0.0.1:7443"
+
+
+def running_as_service() -> bool:
+    # systemd sets INVOCATION_ID for every unit it starts.
+    return bool(os.environ.get("INVOCATION_ID"))
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("DSTACK_CONTROLLER_DATA_DIR")
+    if env:
+        return Path(env)
+    return Path("/var/lib/dstack-controller") if running_as_service() else Path.home() / ".dstack-controller"
+
+
+def default_database_url(data_dir: Path) -> str:
+    return os.environ.get("DSTACK_DATABASE_URL") or f"sqlite:///{data_dir.resolve() / 'controller.db'}"
+
+
+@dataclass
+class ControllerSettings:
+    data_dir: Path
+    database_url: str
+    listen: str = DEFAULT_LISTEN
+    host_grace_s: float = 40.0  # hosts not heard from for this long are offline and get no new tasks
+    heartbeat_interval_s: int = 10
+    stop_grace_s: int = 10  # SIGTERM, then SIGKILL after this long
+    image_lookup: LookupSettings = field(default_factory=LookupSettings)
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.data_dir / "admin-token"

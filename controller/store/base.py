@@ -1,0 +1,80 @@
+"""The one interface the controller persists through. SQLite is the embedded default;
+a PostgreSQL implementation will sit beside it with the same methods."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from controller.store.records import HostRecord, StoredLogLine, TaskRecord, TokenRecord
+
+
+class Store(ABC):
+    # tokens
+    @abstractmethod
+    def add_token(self, token: TokenRecord) -> None: ...
+
+    @abstractmethod
+    def get_token(self, token_id: str) -> TokenRecord | None: ...
+
+    @abstractmethod
+    def list_tokens(self) -> list[TokenRecord]: ...
+
+    @abstractmethod
+    def revoke_token(self, token_id: str) -> bool: ...
+
+    @abstractmethod
+    def use_token(self, token_id: str, secret_hash: str, kind: str, now: float) -> tuple[TokenRecord | None, str]:
+        """Atomically check a token and spend one use. Returns (token, "") or (None, why refused)."""
+
+    # hosts
+    @abstractmethod
+    def add_host(self, host: HostRecord) -> None: ...
+
+    @abstractmethod
+    def get_host(self, host_id: str) -> HostRecord | None: ...
+
+    @abstractmethod
+    def list_hosts(self) -> list[HostRecord]: ...
+
+    @abstractmethod
+    def update_host(self, host: HostRecord) -> None: ...
+
+    @abstractmethod
+    def touch_host(self, host_id: str, last_seen: float) -> None: ...
+
+    @abstractmethod
+    def delete_host(self, host_id: str) -> bool: ...
+
+    # tasks
+    @abstractmethod
+    def add_task(self, task: TaskRecord) -> None: ...
+
+    @abstractmethod
+    def get_task(self, task_id: str) -> TaskRecord | None: ...
+
+    @abstractmethod
+    def find_task(self, name_or_id: str) -> TaskRecord | None:
+        """The task with this id, else the newest task with this name."""
+
+    @abstractmethod
+    def list_tasks(self, include_finished: bool) -> list[TaskRecord]: ...
+
+    @abstractmethod
+    def update_task(self, task: TaskRecord) -> None: ...
+
+    # logs
+    @abstractmethod
+    def append_logs(self, task_id: str, lines: Sequence[StoredLogLine]) -> list[StoredLogLine]:
+        """Store lines; a (stream, seq) already held is ignored. Returns the lines that were new."""
+
+    @abstractmethod
+    def log_counts(self, task_id: str) -> dict[int, int]:
+        """Lines held per stream: the offset an agent resumes from."""
+
+    @abstractmethod
+    def read_logs(self, task_id: str) -> list[StoredLogLine]:
+        """All lines of a task, in the order the engine timestamped them."""
+
+    @abstractmethod
+    def close(self) -> None: ...

@@ -1,0 +1,78 @@
+"""Plain records the store reads and writes; no I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+TokenKind = Literal["join", "api"]
+
+# Task statuses, as dstackctl shows them (INTERFACES.md).
+PENDING = "pending"
+PROVISIONING = "provisioning"
+RUNNING = "running"
+DONE = "done"
+FAILED = "failed"
+STOPPED = "stopped"
+REFUSED = "refused"
+TERMINAL_STATUSES = frozenset({DONE, FAILED, STOPPED, REFUSED})
+ACTIVE_ON_HOST = frozenset({PROVISIONING, RUNNING})
+
+
+@dataclass
+class TokenRecord:
+    id: str
+    kind: TokenKind
+    secret_hash: str
+    created_at: float
+    expires_at: float | None = None  # None: never expires
+    uses_left: int | None = None  # None: unlimited
+    fleet: str = ""
+    revoked: bool = False
+    description: str = ""
+
+
+@dataclass
+class HostRecord:
+    id: str
+    name: str
+    credential_hash: str
+    facts_json: str
+    arch: str
+    registered_at: float
+    last_seen: float
+    region: str = ""
+    zone: str = ""
+    fleet: str = ""
+
+
+@dataclass
+class TaskRecord:
+    id: str
+    name: str
+    configuration_json: str
+    image: str
+    submitted_at: float
+    status: str = PENDING
+    arch: str = ""  # required architecture: explicit, from the registry, or learnt from a refusal
+    host_id: str = ""
+    reason: str = ""
+    exit_code: int | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    stop_requested: bool = False
+    abort_requested: bool = False
+    refused_hosts: list[str] = field(default_factory=list)
+    refusal: str = ""  # the last host's refusal, kept as the reason while no other host fits
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+@dataclass(frozen=True)
+class StoredLogLine:
+    stream: int  # 1 stdout, 2 stderr (the proto's LogStream values)
+    seq: int
+    ts_ns: int
+    data: bytes

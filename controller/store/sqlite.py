@@ -1,0 +1,241 @@
+"""SQLite implementation of the store: one file in the controller's data dir.
+
+WAL mode and a busy timeout let `dstack-controller token create` write to the
+same file while the server runs."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from controller.store.base import Store
+from controller.store.records import HostRecord, StoredLogLine, TaskRecord, TokenRecord
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, secret_hash TEXT NOT NULL, created_at REAL NOT NULL,
+    expires_at REAL, uses_left INTEGER, fleet TEXT NOT NULL DEFAULT '', revoked INTEGER NOT NULL DEFAULT 0,
+    description TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS hosts (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, credential_hash TEXT NOT NULL, facts_json TEXT NOT NULL,
+    arch TEXT NOT NULL, registered_at REAL NOT NULL, last_seen REAL NOT NULL,
+    region TEXT NOT NULL DEFAULT '', zone TEXT NOT NULL DEFAULT '', fleet TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, configuration_json TEXT NOT NULL, image TEXT NOT NULL,
+    submitted_at REAL NOT NULL, status TEXT NOT NULL, arch TEXT NOT NULL DEFAULT '',
+    host_id TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '', exit_code INTEGER,
+    started_at REAL, finished_at REAL, stop_requested INTEGER NOT NULL DEFAULT 0,
+    abort_requested INTEGER NOT NULL DEFAULT 0, refused_hosts TEXT NOT NULL DEFAULT '[]',
+    refusal TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS tasks_name ON tasks (name, submitted_at);
+CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status);
+CREATE TABLE IF NOT EXISTS logs (
+    task_id TEXT NOT NULL, stream INTEGER NOT NULL, seq INTEGER NOT NULL, ts_ns INTEGER NOT NULL,
+    data BLOB NOT NULL, PRIMARY KEY (task_id, stream, seq)
+);
+CREATE INDEX IF NOT EXISTS logs_order ON logs (task_id, ts_ns);
+"""
+
+_TASK_COLUMNS = (
+    "id, name, configuration_json, image, submitted_at, status, arch, host_id, reason, exit_code, "
+    "started_at, finished_at, stop_requested, abort_requested, refused_hosts, refusal"
+)
+_HOST_COLUMNS = "id, name, credential_hash, facts_json, arch, registered_at, last_seen, region, zone, fleet"
+_TOKEN_COLUMNS = "id, kind, secret_hash, created_at, expires_at, uses_left, fleet, revoked, description"
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        # One connection shared by the event loop and helper threads, serialised by a lock:
+        # SQLite allows one writer at a time anyway, and statements here take microseconds.
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10.0)
+        self._lock = threading.RLock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        # executescript commits on its own, so it runs outside _tx; every statement is idempotent.
+        self._db.executescript(SCHEMA)
+        with self._tx():
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # ------------------------------------------------------------------ tokens
+    def add_token(self, token: TokenRecord) -> None:
+        with self._tx() as db:
+            db.execute(f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)", _token_row(token))
+
+    def get_token(self, token_id: str) -> TokenRecord | None:
+        rows = self._query(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE id = ?", (token_id,))
+        return _token(rows[0]) if rows else None
+
+    def list_tokens(self) -> list[TokenRecord]:
+        return [_token(r) for r in self._query(f"SELECT {_TOKEN_COLUMNS} FROM tokens ORDER BY created_at")]
+
+    def revoke_token(self, token_id: str) -> bool:
+        with self._tx() as db:
+            return db.execute("UPDATE tokens SET revoked = 1 WHERE id = ?", (token_id,)).rowcount > 0
+
+    def use_token(self, token_id: str, secret_hash: str, kind: str, now: float) -> tuple[TokenRecord | None, str]:
+        with self._tx() as db:
+            rows = db.execute(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE id = ?", (token_id,)).fetchall()
+            if not rows:
+                return None, f"token {token_id} does not exist"
+            token = _token(rows[0])
+            if token.kind != kind or token.secret_hash != secret_hash:
+                return None, f"token {token_id} has a wrong secret or is not a {kind} token"
+            if token.revoked:
+                return None, f"token {token_id} is revoked"
+            if token.expires_at is not None and token.expires_at <= now:
+                return None, f"token {token_id} expired"
+            if token.uses_left is not None:
+                if token.uses_left <= 0:
+                    return None, f"token {token_id} is used up"
+                token.uses_left -= 1
+                db.execute("UPDATE tokens SET uses_left = ? WHERE id = ?", (token.uses_left, token_id))
+            return token, ""
+
+    # ------------------------------------------------------------------- hosts
+    def add_host(self, host: HostRecord) -> None:
+        with self._tx() as db:
+            db.execute(f"INSERT INTO hosts ({_HOST_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", _host_row(host))
+
+    def get_host(self, host_id: str) -> HostRecord | None:
+        rows = self._query(f"SELECT {_HOST_COLUMNS} FROM hosts WHERE id = ?", (host_id,))
+        return HostRecord(*rows[0]) if rows else None
+
+    def list_hosts(self) -> list[HostRecord]:
+        return [HostRecord(*r) for r in self._query(f"SELECT {_HOST_COLUMNS} FROM hosts ORDER BY name")]
+
+    def update_host(self, host: HostRecord) -> None:
+        row = _host_row(host)
+        with self._tx() as db:
+            db.execute(
+                "UPDATE hosts SET name=?, credential_hash=?, facts_json=?, arch=?, registered_at=?, last_seen=?, "
+                "region=?, zone=?, fleet=? WHERE id=?",
+                (*row[1:], row[0]),
+            )
+
+    def touch_host(self, host_id: str, last_seen: float) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE hosts SET last_seen = ? WHERE id = ?", (last_seen, host_id))
+
+    def delete_host(self, host_id: str) -> bool:
+        with self._tx() as db:
+            return db.execute("DELETE FROM hosts WHERE id = ?", (host_id,)).rowcount > 0
+
+    # ------------------------------------------------------------------- tasks
+    def add_task(self, task: TaskRecord) -> None:
+        with self._tx() as db:
+            db.execute(f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES ({','.join('?' * 16)})", _task_row(task))
+
+    def get_task(self, task_id: str) -> TaskRecord | None:
+        rows = self._query(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
+        return _task(rows[0]) if rows else None
+
+    def find_task(self, name_or_id: str) -> TaskRecord | None:
+        rows = self._query(
+            f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ? OR name = ? "
+            "ORDER BY (id = ?) DESC, submitted_at DESC LIMIT 1",
+            (name_or_id, name_or_id, name_or_id),
+        )
+        return _task(rows[0]) if rows else None
+
+    def list_tasks(self, include_finished: bool) -> list[TaskRecord]:
+        sql = f"SELECT {_TASK_COLUMNS} FROM tasks"
+        if not include_finished:
+            sql += " WHERE status NOT IN ('done', 'failed', 'stopped', 'refused')"
+        return [_task(r) for r in self._query(sql + " ORDER BY submitted_at")]
+
+    def update_task(self, task: TaskRecord) -> None:
+        row = _task_row(task)
+        with self._tx() as db:
+            db.execute(
+                "UPDATE tasks SET name=?, configuration_json=?, image=?, submitted_at=?, status=?, arch=?, "
+                "host_id=?, reason=?, exit_code=?, started_at=?, finished_at=?, stop_requested=?, "
+                "abort_requested=?, refused_hosts=?, refusal=? WHERE id=?",
+                (*row[1:], row[0]),
+            )
+
+    # -------------------------------------------------------------------- logs
+    def append_logs(self, task_id: str, lines: Sequence[StoredLogLine]) -> list[StoredLogLine]:
+        new: list[StoredLogLine] = []
+        with self._tx() as db:
+            for line in lines:
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO logs (task_id, stream, seq, ts_ns, data) VALUES (?,?,?,?,?)",
+                    (task_id, line.stream, line.seq, line.ts_ns, line.data),
+                )
+                if cur.rowcount:
+                    new.append(line)
+        return new
+
+    def log_counts(self, task_id: str) -> dict[int, int]:
+        rows = self._query("SELECT stream, MAX(seq) + 1 FROM logs WHERE task_id = ? GROUP BY stream", (task_id,))
+        return {int(stream): int(count) for stream, count in rows}
+
+    def read_logs(self, task_id: str) -> list[StoredLogLine]:
+        rows = self._query(
+            "SELECT stream, seq, ts_ns, data FROM logs WHERE task_id = ? ORDER BY ts_ns, stream, seq", (task_id,)
+        )
+        return [StoredLogLine(int(s), int(q), int(t), bytes(d)) for s, q, t, d in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _token_row(t: TokenRecord) -> tuple[Any, ...]:
+    return (t.id, t.kind, t.secret_hash, t.created_at, t.expires_at, t.uses_left, t.fleet, int(t.revoked),
+            t.description)
+
+
+def _token(row: tuple[Any, ...]) -> TokenRecord:
+    tid, kind, secret_hash, created_at, expires_at, uses_left, fleet, revoked, description = row
+    return TokenRecord(tid, kind, secret_hash, created_at, expires_at, uses_left, fleet, bool(revoked), description)
+
+
+def _host_row(h: HostRecord) -> tuple[Any, ...]:
+    return (h.id, h.name, h.credential_hash, h.facts_json, h.arch, h.registered_at, h.last_seen, h.region,
+            h.zone, h.fleet)
+
+
+def _task_row(t: TaskRecord) -> tuple[Any, ...]:
+    return (t.id, t.name, t.configuration_json, t.image, t.submitted_at, t.status, t.arch, t.host_id, t.reason,
+            t.exit_code, t.started_at, t.finished_at, int(t.stop_requested), int(t.abort_requested),
+            json.dumps(t.refused_hosts), t.refusal)
+
+
+def _task(row: tuple[Any, ...]) -> TaskRecord:
+    values = list(row)
+    values[12] = bool(values[12])
+    values[13] = bool(values[13])
+    values[14] = json.loads(values[14])
+    return TaskRecord(*values)

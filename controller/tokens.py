@@ -1,0 +1,94 @@
+"""Join tokens, API tokens and host credentials: `<prefix>.<id>.<secret>`.
+
+Only sha256(secret) is stored. Secrets are 256 random bits, so a plain hash is enough
+(a slow password hash protects low-entropy secrets, which these are not)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+from controller.store import Store
+from controller.store.records import TokenKind, TokenRecord
+
+PREFIXES: dict[str, str] = {"join": "dj1", "api": "da1", "host": "dh1"}
+
+
+@dataclass(frozen=True)
+class ParsedToken:
+    kind: str  # join | api | host
+    id: str
+    secret: str
+
+
+class TokenFormatError(ValueError):
+    pass
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def secrets_match(secret: str, stored_hash: str) -> bool:
+    return hmac.compare_digest(hash_secret(secret), stored_hash)
+
+
+def new_id() -> str:
+    return secrets.token_hex(4)
+
+
+def format_token(kind: str, token_id: str, secret: str) -> str:
+    return f"{PREFIXES[kind]}.{token_id}.{secret}"
+
+
+def parse_token(text: str) -> ParsedToken:
+    parts = text.strip().split(".")
+    kinds = {prefix: kind for kind, prefix in PREFIXES.items()}
+    if len(parts) != 3 or parts[0] not in kinds or not parts[1] or not parts[2]:
+        raise TokenFormatError("malformed token")
+    return ParsedToken(kinds[parts[0]], parts[1], parts[2])
+
+
+def create_token(
+    store: Store,
+    kind: TokenKind,
+    ttl_s: float | None = None,
+    uses: int | None = None,
+    fleet: str = "",
+    description: str = "",
+    now: float | None = None,
+) -> tuple[TokenRecord, str]:
+    """Stores a new token and returns it with its one-time printable form."""
+    now = time.time() if now is None else now
+    secret = secrets.token_urlsafe(32)
+    record = TokenRecord(
+        id=new_id(),
+        kind=kind,
+        secret_hash=hash_secret(secret),
+        created_at=now,
+        expires_at=None if ttl_s is None else now + ttl_s,
+        uses_left=uses,
+        fleet=fleet,
+        description=description,
+    )
+    store.add_token(record)
+    return record, format_token(kind, record.id, secret)
+
+
+def parse_duration(text: str) -> float:
+    """`90s`, `15m`, `1h`, `7d`, or plain seconds."""
+    text = text.strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    try:
+        if text and text[-1] in units:
+            value = float(text[:-1]) * units[text[-1]]
+        else:
+            value = float(text)
+    except ValueError:
+        raise ValueError(f"invalid duration {text!r}: use e.g. 30m, 1h or 7d") from None
+    if value <= 0:
+        raise ValueError(f"invalid duration {text!r}: must be positive")
+    return value

@@ -1,0 +1,430 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class TaskEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TASK_EVENT_KIND_UNSPECIFIED: _ClassVar[TaskEventKind]
+    TASK_EVENT_KIND_STARTED: _ClassVar[TaskEventKind]
+    TASK_EVENT_KIND_EXITED: _ClassVar[TaskEventKind]
+    TASK_EVENT_KIND_REFUSED: _ClassVar[TaskEventKind]
+    TASK_EVENT_KIND_FAILED_TO_START: _ClassVar[TaskEventKind]
+    TASK_EVENT_KIND_LOST: _ClassVar[TaskEventKind]
+
+class LogStream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LOG_STREAM_UNSPECIFIED: _ClassVar[LogStream]
+    LOG_STREAM_STDOUT: _ClassVar[LogStream]
+    LOG_STREAM_STDERR: _ClassVar[LogStream]
+TASK_EVENT_KIND_UNSPECIFIED: TaskEventKind
+TASK_EVENT_KIND_STARTED: TaskEventKind
+TASK_EVENT_KIND_EXITED: TaskEventKind
+TASK_EVENT_KIND_REFUSED: TaskEventKind
+TASK_EVENT_KIND_FAILED_TO_START: TaskEventKind
+TASK_EVENT_KIND_LOST: TaskEventKind
+LOG_STREAM_UNSPECIFIED: LogStream
+LOG_STREAM_STDOUT: LogStream
+LOG_STREAM_STDERR: LogStream
+
+class CpuInfo(_message.Message):
+    __slots__ = ("vendor", "model", "cores", "threads", "flags")
+    VENDOR_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CORES_FIELD_NUMBER: _ClassVar[int]
+    THREADS_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_FIELD_NUMBER: _ClassVar[int]
+    vendor: str
+    model: str
+    cores: int
+    threads: int
+    flags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, vendor: _Optional[str] = ..., model: _Optional[str] = ..., cores: _Optional[int] = ..., threads: _Optional[int] = ..., flags: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Disk(_message.Message):
+    __slots__ = ("path", "size_bytes")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    size_bytes: int
+    def __init__(self, path: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+
+class NvmeDevice(_message.Message):
+    __slots__ = ("name", "model", "serial", "transport", "size_bytes", "kind")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    SERIAL_FIELD_NUMBER: _ClassVar[int]
+    TRANSPORT_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    model: str
+    serial: str
+    transport: str
+    size_bytes: int
+    kind: str
+    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., serial: _Optional[str] = ..., transport: _Optional[str] = ..., size_bytes: _Optional[int] = ..., kind: _Optional[str] = ...) -> None: ...
+
+class Gpu(_message.Message):
+    __slots__ = ("vendor", "name", "memory_bytes")
+    VENDOR_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    vendor: str
+    name: str
+    memory_bytes: int
+    def __init__(self, vendor: _Optional[str] = ..., name: _Optional[str] = ..., memory_bytes: _Optional[int] = ...) -> None: ...
+
+class CloudIdentity(_message.Message):
+    __slots__ = ("provider", "region", "zone", "zone_id", "instance_type", "instance_id", "spot", "hyperv_generation")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    ZONE_FIELD_NUMBER: _ClassVar[int]
+    ZONE_ID_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    SPOT_FIELD_NUMBER: _ClassVar[int]
+    HYPERV_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    region: str
+    zone: str
+    zone_id: str
+    instance_type: str
+    instance_id: str
+    spot: bool
+    hyperv_generation: str
+    def __init__(self, provider: _Optional[str] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., zone_id: _Optional[str] = ..., instance_type: _Optional[str] = ..., instance_id: _Optional[str] = ..., spot: _Optional[bool] = ..., hyperv_generation: _Optional[str] = ...) -> None: ...
+
+class HostFacts(_message.Message):
+    __slots__ = ("arch", "arch_raw", "cpu", "memory_bytes", "disks", "nvme", "gpus", "emulators", "cloud", "region", "zone", "labels", "hostname", "agent_version", "fleet")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ARCH_FIELD_NUMBER: _ClassVar[int]
+    ARCH_RAW_FIELD_NUMBER: _ClassVar[int]
+    CPU_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DISKS_FIELD_NUMBER: _ClassVar[int]
+    NVME_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    EMULATORS_FIELD_NUMBER: _ClassVar[int]
+    CLOUD_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    ZONE_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FLEET_FIELD_NUMBER: _ClassVar[int]
+    arch: str
+    arch_raw: str
+    cpu: CpuInfo
+    memory_bytes: int
+    disks: _containers.RepeatedCompositeFieldContainer[Disk]
+    nvme: _containers.RepeatedCompositeFieldContainer[NvmeDevice]
+    gpus: _containers.RepeatedCompositeFieldContainer[Gpu]
+    emulators: _containers.RepeatedScalarFieldContainer[str]
+    cloud: CloudIdentity
+    region: str
+    zone: str
+    labels: _containers.ScalarMap[str, str]
+    hostname: str
+    agent_version: str
+    fleet: str
+    def __init__(self, arch: _Optional[str] = ..., arch_raw: _Optional[str] = ..., cpu: _Optional[_Union[CpuInfo, _Mapping]] = ..., memory_bytes: _Optional[int] = ..., disks: _Optional[_Iterable[_Union[Disk, _Mapping]]] = ..., nvme: _Optional[_Iterable[_Union[NvmeDevice, _Mapping]]] = ..., gpus: _Optional[_Iterable[_Union[Gpu, _Mapping]]] = ..., emulators: _Optional[_Iterable[str]] = ..., cloud: _Optional[_Union[CloudIdentity, _Mapping]] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., hostname: _Optional[str] = ..., agent_version: _Optional[str] = ..., fleet: _Optional[str] = ...) -> None: ...
+
+class RegisterRequest(_message.Message):
+    __slots__ = ("join_token", "facts", "name")
+    JOIN_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    FACTS_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    join_token: str
+    facts: HostFacts
+    name: str
+    def __init__(self, join_token: _Optional[str] = ..., facts: _Optional[_Union[HostFacts, _Mapping]] = ..., name: _Optional[str] = ...) -> None: ...
+
+class RegisterResponse(_message.Message):
+    __slots__ = ("host_id", "host_name", "credential")
+    HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_NAME_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    host_id: str
+    host_name: str
+    credential: str
+    def __init__(self, host_id: _Optional[str] = ..., host_name: _Optional[str] = ..., credential: _Optional[str] = ...) -> None: ...
+
+class AgentMessage(_message.Message):
+    __slots__ = ("hello", "heartbeat", "task_event", "log")
+    HELLO_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    TASK_EVENT_FIELD_NUMBER: _ClassVar[int]
+    LOG_FIELD_NUMBER: _ClassVar[int]
+    hello: Hello
+    heartbeat: Heartbeat
+    task_event: TaskEvent
+    log: LogChunk
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., task_event: _Optional[_Union[TaskEvent, _Mapping]] = ..., log: _Optional[_Union[LogChunk, _Mapping]] = ...) -> None: ...
+
+class Hello(_message.Message):
+    __slots__ = ("facts", "container_task_ids")
+    FACTS_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    facts: HostFacts
+    container_task_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, facts: _Optional[_Union[HostFacts, _Mapping]] = ..., container_task_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Heartbeat(_message.Message):
+    __slots__ = ("sent_at_ms",)
+    SENT_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    sent_at_ms: int
+    def __init__(self, sent_at_ms: _Optional[int] = ...) -> None: ...
+
+class TaskEvent(_message.Message):
+    __slots__ = ("task_id", "kind", "exit_code", "reason", "image_platform", "at_ms")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    AT_MS_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    kind: TaskEventKind
+    exit_code: int
+    reason: str
+    image_platform: str
+    at_ms: int
+    def __init__(self, task_id: _Optional[str] = ..., kind: _Optional[_Union[TaskEventKind, str]] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ..., image_platform: _Optional[str] = ..., at_ms: _Optional[int] = ...) -> None: ...
+
+class LogLine(_message.Message):
+    __slots__ = ("stream", "seq", "ts_ns", "data")
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    TS_NS_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    stream: LogStream
+    seq: int
+    ts_ns: int
+    data: bytes
+    def __init__(self, stream: _Optional[_Union[LogStream, str]] = ..., seq: _Optional[int] = ..., ts_ns: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class LogChunk(_message.Message):
+    __slots__ = ("task_id", "lines")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    lines: _containers.RepeatedCompositeFieldContainer[LogLine]
+    def __init__(self, task_id: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ...) -> None: ...
+
+class ControllerMessage(_message.Message):
+    __slots__ = ("welcome", "assign", "stop", "release")
+    WELCOME_FIELD_NUMBER: _ClassVar[int]
+    ASSIGN_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    welcome: Welcome
+    assign: Assignment
+    stop: StopTask
+    release: Release
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assign: _Optional[_Union[Assignment, _Mapping]] = ..., stop: _Optional[_Union[StopTask, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ...) -> None: ...
+
+class Welcome(_message.Message):
+    __slots__ = ("host_id", "host_name", "heartbeat_interval_s")
+    HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_NAME_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    host_id: str
+    host_name: str
+    heartbeat_interval_s: int
+    def __init__(self, host_id: _Optional[str] = ..., host_name: _Optional[str] = ..., heartbeat_interval_s: _Optional[int] = ...) -> None: ...
+
+class Assignment(_message.Message):
+    __slots__ = ("task_id", "task_name", "run", "stdout_offset", "stderr_offset", "started")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_NAME_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    STDOUT_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    STDERR_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    task_name: str
+    run: RunSpec
+    stdout_offset: int
+    stderr_offset: int
+    started: bool
+    def __init__(self, task_id: _Optional[str] = ..., task_name: _Optional[str] = ..., run: _Optional[_Union[RunSpec, _Mapping]] = ..., stdout_offset: _Optional[int] = ..., stderr_offset: _Optional[int] = ..., started: _Optional[bool] = ...) -> None: ...
+
+class RunSpec(_message.Message):
+    __slots__ = ("image", "commands", "env", "cpu_limit", "memory_limit_bytes", "working_dir", "privileged", "always_pull", "shm_size_bytes")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    CPU_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_LIMIT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    WORKING_DIR_FIELD_NUMBER: _ClassVar[int]
+    PRIVILEGED_FIELD_NUMBER: _ClassVar[int]
+    ALWAYS_PULL_FIELD_NUMBER: _ClassVar[int]
+    SHM_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    image: str
+    commands: _containers.RepeatedScalarFieldContainer[str]
+    env: _containers.ScalarMap[str, str]
+    cpu_limit: float
+    memory_limit_bytes: int
+    working_dir: str
+    privileged: bool
+    always_pull: bool
+    shm_size_bytes: int
+    def __init__(self, image: _Optional[str] = ..., commands: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., cpu_limit: _Optional[float] = ..., memory_limit_bytes: _Optional[int] = ..., working_dir: _Optional[str] = ..., privileged: _Optional[bool] = ..., always_pull: _Optional[bool] = ..., shm_size_bytes: _Optional[int] = ...) -> None: ...
+
+class StopTask(_message.Message):
+    __slots__ = ("task_id", "abort", "grace_s")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ABORT_FIELD_NUMBER: _ClassVar[int]
+    GRACE_S_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    abort: bool
+    grace_s: int
+    def __init__(self, task_id: _Optional[str] = ..., abort: _Optional[bool] = ..., grace_s: _Optional[int] = ...) -> None: ...
+
+class Release(_message.Message):
+    __slots__ = ("task_id",)
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    def __init__(self, task_id: _Optional[str] = ...) -> None: ...
+
+class SubmitRequest(_message.Message):
+    __slots__ = ("configuration_json", "name")
+    CONFIGURATION_JSON_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    configuration_json: str
+    name: str
+    def __init__(self, configuration_json: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class Task(_message.Message):
+    __slots__ = ("id", "name", "status", "host", "reason", "has_exit_code", "exit_code", "image", "arch", "configuration_json", "submitted_at_ms", "started_at_ms", "finished_at_ms", "resources")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    HAS_EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    ARCH_FIELD_NUMBER: _ClassVar[int]
+    CONFIGURATION_JSON_FIELD_NUMBER: _ClassVar[int]
+    SUBMITTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    status: str
+    host: str
+    reason: str
+    has_exit_code: bool
+    exit_code: int
+    image: str
+    arch: str
+    configuration_json: str
+    submitted_at_ms: int
+    started_at_ms: int
+    finished_at_ms: int
+    resources: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[str] = ..., host: _Optional[str] = ..., reason: _Optional[str] = ..., has_exit_code: _Optional[bool] = ..., exit_code: _Optional[int] = ..., image: _Optional[str] = ..., arch: _Optional[str] = ..., configuration_json: _Optional[str] = ..., submitted_at_ms: _Optional[int] = ..., started_at_ms: _Optional[int] = ..., finished_at_ms: _Optional[int] = ..., resources: _Optional[str] = ...) -> None: ...
+
+class ListTasksRequest(_message.Message):
+    __slots__ = ("all",)
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    all: bool
+    def __init__(self, all: _Optional[bool] = ...) -> None: ...
+
+class ListTasksResponse(_message.Message):
+    __slots__ = ("tasks",)
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[Task]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ...) -> None: ...
+
+class GetTaskRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class StreamLogsRequest(_message.Message):
+    __slots__ = ("name", "follow")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    follow: bool
+    def __init__(self, name: _Optional[str] = ..., follow: _Optional[bool] = ...) -> None: ...
+
+class LogEvent(_message.Message):
+    __slots__ = ("line", "status")
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    line: LogLine
+    status: Task
+    def __init__(self, line: _Optional[_Union[LogLine, _Mapping]] = ..., status: _Optional[_Union[Task, _Mapping]] = ...) -> None: ...
+
+class StopTaskRequest(_message.Message):
+    __slots__ = ("name", "abort")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ABORT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    abort: bool
+    def __init__(self, name: _Optional[str] = ..., abort: _Optional[bool] = ...) -> None: ...
+
+class ListHostsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Host(_message.Message):
+    __slots__ = ("id", "name", "arch", "region", "zone", "status", "facts", "registered_at_ms", "last_seen_ms", "cpu_total", "cpu_used", "memory_total_bytes", "memory_used_bytes", "tasks")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ARCH_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    ZONE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    FACTS_FIELD_NUMBER: _ClassVar[int]
+    REGISTERED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_MS_FIELD_NUMBER: _ClassVar[int]
+    CPU_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    CPU_USED_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    arch: str
+    region: str
+    zone: str
+    status: str
+    facts: HostFacts
+    registered_at_ms: int
+    last_seen_ms: int
+    cpu_total: float
+    cpu_used: float
+    memory_total_bytes: int
+    memory_used_bytes: int
+    tasks: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., arch: _Optional[str] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., status: _Optional[str] = ..., facts: _Optional[_Union[HostFacts, _Mapping]] = ..., registered_at_ms: _Optional[int] = ..., last_seen_ms: _Optional[int] = ..., cpu_total: _Optional[float] = ..., cpu_used: _Optional[float] = ..., memory_total_bytes: _Optional[int] = ..., memory_used_bytes: _Optional[int] = ..., tasks: _Optional[int] = ...) -> None: ...
+
+class ListHostsResponse(_message.Message):
+    __slots__ = ("hosts",)
+    HOSTS_FIELD_NUMBER: _ClassVar[int]
+    hosts: _containers.RepeatedCompositeFieldContainer[Host]
+    def __init__(self, hosts: _Optional[_Iterable[_Union[Host, _Mapping]]] = ...) -> None: ...
