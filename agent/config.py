@@ -55,8 +55,11 @@ def load_config(path: Path | None) -> AgentConfig:
         data.update(loaded or {})
     elif path is not None:
         raise AgentConfigError(f"config file not found: {path}")
-    for key, env in (("controller", "DSTACK_CONTROLLER"), ("join_token", "DSTACK_JOIN_TOKEN"),
-                     ("docker_host", "DOCKER_HOST")):
+    for key, env in (
+        ("controller", "DSTACK_CONTROLLER"),
+        ("join_token", "DSTACK_JOIN_TOKEN"),
+        ("docker_host", "DOCKER_HOST"),
+    ):
         if os.environ.get(env):
             data[key] = os.environ[env]
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -47,8 +47,9 @@ def apply_overrides(facts: HostFacts, config: AgentConfig) -> HostFacts:
 
 
 class Agent:
-    def __init__(self, config: AgentConfig, state_dir: Path, sources: FactSources,
-                 reconnect_cap_s: float = 10.0) -> None:
+    def __init__(
+        self, config: AgentConfig, state_dir: Path, sources: FactSources, reconnect_cap_s: float = 10.0
+    ) -> None:
         self.config = config
         self.state_dir = state_dir
         self.sources = sources
@@ -99,16 +100,21 @@ class Agent:
                 stub = pb_grpc.AgentServiceStub(channel)
                 try:
                     resp = await stub.Register(
-                        pb.RegisterRequest(join_token=token, facts=facts.to_proto(AGENT_VERSION),
-                                           name=self.config.name or ""),
+                        pb.RegisterRequest(
+                            join_token=token, facts=facts.to_proto(AGENT_VERSION), name=self.config.name or ""
+                        ),
                         timeout=30,
                     )
                 except grpc.aio.AioRpcError as exc:
                     if exc.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.INVALID_ARGUMENT):
                         raise FatalError(f"registration refused by the controller: {exc.details()}") from None
                     delay = self.backoff.next_delay()
-                    log.warning("cannot register with %s (%s); retrying in %.1fs", self.config.controller,
-                                exc.details() or exc.code().name, delay)
+                    log.warning(
+                        "cannot register with %s (%s); retrying in %.1fs",
+                        self.config.controller,
+                        exc.details() or exc.code().name,
+                        delay,
+                    )
                     await asyncio.sleep(delay)
                     continue
             cred = Credential(resp.host_id, resp.host_name, resp.credential, self.config.controller)
@@ -123,8 +129,9 @@ class Agent:
         outbox: asyncio.Queue[pb.AgentMessage] = asyncio.Queue()
         containers = await asyncio.to_thread(runtime.task_containers)
         facts = await asyncio.to_thread(self.facts)
-        outbox.put_nowait(pb.AgentMessage(hello=pb.Hello(facts=facts.to_proto(AGENT_VERSION),
-                                                         container_task_ids=sorted(containers))))
+        outbox.put_nowait(
+            pb.AgentMessage(hello=pb.Hello(facts=facts.to_proto(AGENT_VERSION), container_task_ids=sorted(containers)))
+        )
 
         async def outgoing() -> AsyncIterator[pb.AgentMessage]:
             while True:
@@ -134,8 +141,8 @@ class Agent:
         helpers: set[asyncio.Task[None]] = set()
         heartbeat: asyncio.Task[None] | None = None
 
-        def background(coro: object) -> None:
-            t = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        def background(work: Awaitable[None]) -> None:
+            t = asyncio.ensure_future(work)
             helpers.add(t)
             t.add_done_callback(helpers.discard)
 
@@ -158,8 +165,9 @@ class Agent:
                             runner = TaskRunner(runtime, msg.assign, outbox.put_nowait)
                             runners[task_id] = asyncio.ensure_future(runner.run())
                     elif kind == "stop":
-                        background(asyncio.to_thread(runtime.stop, msg.stop.task_id, msg.stop.grace_s or 10,
-                                                     msg.stop.abort))
+                        background(
+                            asyncio.to_thread(runtime.stop, msg.stop.task_id, msg.stop.grace_s or 10, msg.stop.abort)
+                        )
                     elif kind == "release":
                         current = runners.pop(msg.release.task_id, None)
                         if current is not None:

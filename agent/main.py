@@ -50,8 +50,9 @@ def cmd_facts(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    updates = {k: v for k, v in (("controller", args.controller), ("join_token", args.join_token),
-                                 ("name", args.name)) if v}
+    updates = {
+        k: v for k, v in (("controller", args.controller), ("join_token", args.join_token), ("name", args.name)) if v
+    }
     config = config.model_copy(update=updates)
     state_dir = args.state_dir or default_state_dir()
     cap = float(os.environ.get("DSTACK_AGENT_RECONNECT_MAX_S", "10"))
@@ -66,7 +67,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
         return cmd_facts(args) if args.command == "facts" else cmd_run(args)

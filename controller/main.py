@@ -32,11 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--heartbeat-interval", default="10s", help="how often agents send a heartbeat")
     serve.add_argument("--stop-grace", default="10s", help="SIGTERM, then SIGKILL after this long")
     serve.add_argument(
-        "--image-lookup", choices=["on", "off"], default=os.environ.get("DSTACK_IMAGE_LOOKUP", "on"),
+        "--image-lookup",
+        choices=["on", "off"],
+        default=os.environ.get("DSTACK_IMAGE_LOOKUP", "on"),
         help="ask registries which platforms an image has (off: rely on the agents' check)",
     )
     serve.add_argument(
-        "--registry-mirror", default=os.environ.get("DSTACK_REGISTRY_MIRROR", ""),
+        "--registry-mirror",
+        default=os.environ.get("DSTACK_REGISTRY_MIRROR", ""),
         help="look Docker Hub images up at this registry instead, e.g. http://127.0.0.1:5000",
     )
 
@@ -81,8 +84,11 @@ def _duration(text: str, flag: str) -> float:
 def cmd_serve(args: argparse.Namespace) -> int:
     from controller.server.app import ensure_admin_token, serve
 
-    settings_probe = (_duration(args.host_grace, "--host-grace"), _duration(args.heartbeat_interval,
-                      "--heartbeat-interval"), _duration(args.stop_grace, "--stop-grace"))
+    settings_probe = (
+        _duration(args.host_grace, "--host-grace"),
+        _duration(args.heartbeat_interval, "--heartbeat-interval"),
+        _duration(args.stop_grace, "--stop-grace"),
+    )
     data_dir, url, store = _open(args)
     settings = ControllerSettings(
         data_dir=data_dir,
@@ -108,6 +114,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     if args.token_command == "create":
         if args.uses is not None and args.uses < 1:
             raise UsageError("--uses must be at least 1")
+        ttl: float | None
         if args.kind == "join":
             ttl = _duration(args.ttl or "1h", "--ttl")
             uses = args.uses if args.uses is not None else 1
@@ -121,9 +128,15 @@ def cmd_token(args: argparse.Namespace) -> int:
         now = time.time()
         print(f"{'ID':<10} {'KIND':<5} {'FLEET':<12} {'USES LEFT':<10} {'EXPIRES':<22} STATUS")
         for t in store.list_tokens():
-            status = "revoked" if t.revoked else (
-                "expired" if t.expires_at is not None and t.expires_at <= now else (
-                    "used" if t.uses_left == 0 else "active"))
+            status = (
+                "revoked"
+                if t.revoked
+                else (
+                    "expired"
+                    if t.expires_at is not None and t.expires_at <= now
+                    else ("used" if t.uses_left == 0 else "active")
+                )
+            )
             expires = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t.expires_at)) if t.expires_at else "never"
             uses = "unlimited" if t.uses_left is None else str(t.uses_left)
             print(f"{t.id:<10} {t.kind:<5} {t.fleet or '-':<12} {uses:<10} {expires:<22} {status}")
@@ -138,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
         if args.command == "serve":

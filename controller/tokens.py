@@ -83,10 +83,7 @@ def parse_duration(text: str) -> float:
     text = text.strip().lower()
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
     try:
-        if text and text[-1] in units:
-            value = float(text[:-1]) * units[text[-1]]
-        else:
-            value = float(text)
+        value = float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
     except ValueError:
         raise ValueError(f"invalid duration {text!r}: use e.g. 30m, 1h or 7d") from None
     if value <= 0:

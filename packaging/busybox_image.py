@@ -97,8 +97,14 @@ def _add(tar: tarfile.TarFile, name: str, kind: bytes, mode: int, data: bytes = 
 def layer_tar(busybox_binary: bytes, applets: list[str]) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for d, mode in (("bin", 0o755), ("etc", 0o755), ("root", 0o700), ("tmp", 0o1777),
-                        ("usr", 0o755), ("usr/bin", 0o755)):
+        for d, mode in (
+            ("bin", 0o755),
+            ("etc", 0o755),
+            ("root", 0o700),
+            ("tmp", 0o1777),
+            ("usr", 0o755),
+            ("usr/bin", 0o755),
+        ):
             _add(tar, d, tarfile.DIRTYPE, mode)
         _add(tar, "bin/busybox", tarfile.REGTYPE, 0o755, busybox_binary)
         for name in applets:
@@ -177,8 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", required=True, choices=ARCHES)
     parser.add_argument("--tag", required=True, help="NAME:TAG (an explicit tag is required)")
     parser.add_argument("--docker-host", default=os.environ.get("DOCKER_HOST"))
-    parser.add_argument("--cache-dir", type=Path,
-                        default=Path.home() / ".cache" / "dstack-hybrid" / "debs")
+    parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "dstack-hybrid" / "debs")
     args = parser.parse_args(argv)
 
     name, sep, tag = args.tag.rpartition(":")

@@ -52,9 +52,7 @@ def registry() -> Iterator[Registry]:
 
 
 @pytest.fixture(scope="session")
-def multiarch_image(
-    docker_engine: DockerEngine, busybox_images: dict[str, str], registry: Registry
-) -> Iterator[str]:
+def multiarch_image(docker_engine: DockerEngine, busybox_images: dict[str, str], registry: Registry) -> Iterator[str]:
     """Reference of a manifest list (amd64 + arm64/v8) in the loopback registry, absent locally."""
     ref = push_multiarch(docker_engine, registry.addr)
     yield ref

@@ -36,8 +36,9 @@ def detect(sources: FactSources) -> CpuFacts:
     text = read_text(sources.procfs / "cpuinfo") or ""
     procs = [b for b in _blocks(text) if "processor" in b]
     first = procs[0] if procs else {}
-    vendor = first.get("vendor_id") or (f"implementer {first['CPU implementer']}" if "CPU implementer" in first
-                                        else None)
+    vendor = first.get("vendor_id") or (
+        f"implementer {first['CPU implementer']}" if "CPU implementer" in first else None
+    )
     model = first.get("model name") or first.get("Model name") or None
     threads = len(procs) or None
     flags = (first.get("flags") or first.get("Features") or "").split()

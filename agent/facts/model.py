@@ -32,8 +32,14 @@ class HostFacts:
 
     def to_json_dict(self) -> dict[str, Any]:
         cloud = self.cloud or {
-            "provider": None, "region": None, "zone": None, "zone_id": None, "instance_type": None,
-            "instance_id": None, "spot": None, "hyperv_generation": None,
+            "provider": None,
+            "region": None,
+            "zone": None,
+            "zone_id": None,
+            "instance_type": None,
+            "instance_id": None,
+            "spot": None,
+            "hyperv_generation": None,
         }
         return {
             "arch": self.arch,
@@ -56,8 +62,11 @@ class HostFacts:
             arch=self.arch,
             arch_raw=self.arch_raw,
             cpu=pb.CpuInfo(
-                vendor=self.cpu.vendor or "", model=self.cpu.model or "", cores=self.cpu.cores or 0,
-                threads=self.cpu.threads or 0, flags=self.cpu.flags,
+                vendor=self.cpu.vendor or "",
+                model=self.cpu.model or "",
+                cores=self.cpu.cores or 0,
+                threads=self.cpu.threads or 0,
+                flags=self.cpu.flags,
             ),
             memory_bytes=self.memory_bytes or 0,
             disks=[pb.Disk(path=d.path, size_bytes=d.size_bytes) for d in self.disks],

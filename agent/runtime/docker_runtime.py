@@ -4,6 +4,7 @@ Every method blocks; the agent calls them from worker threads."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -72,7 +73,9 @@ class DockerRuntime:
     # ------------------------------------------------------------- containers
     def task_containers(self) -> dict[str, TaskContainer]:
         found = {}
-        for c in self.client.containers.list(all=True, filters={"label": labels.MANAGED}):
+        # Only this host's: several agents may share one engine (simulated hosts, tests).
+        wanted = [labels.MANAGED, f"{labels.HOST_ID}={self.host_id}"]
+        for c in self.client.containers.list(all=True, filters={"label": wanted}):
             task_id = c.labels.get(labels.TASK_ID)
             if task_id:
                 found[task_id] = TaskContainer(task_id, c)
@@ -108,8 +111,7 @@ class DockerRuntime:
                 pass
         if platform != self.native_platform:
             raise RefusedError(
-                f"refused: image {image} is {platform}, this host is {self.native_platform}; "
-                "emulated runs are refused",
+                f"refused: image {image} is {platform}, this host is {self.native_platform}; emulated runs are refused",
                 platform,
             )
 
@@ -219,7 +221,5 @@ class DockerRuntime:
     def remove(self, task_id: str) -> None:
         tc = self.find(task_id)
         if tc is not None:
-            try:
+            with contextlib.suppress(docker.errors.NotFound):
                 tc.container.remove(force=True)
-            except docker.errors.NotFound:
-                pass

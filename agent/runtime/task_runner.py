@@ -7,6 +7,7 @@ and none is stored twice."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -35,8 +36,7 @@ class TaskRunner:
         self._closed = threading.Event()
 
     def event(self, kind: int, **fields: Any) -> None:
-        self.send(pb.AgentMessage(task_event=pb.TaskEvent(task_id=self.a.task_id, kind=kind, at_ms=now_ms(),
-                                                          **fields)))  # type: ignore[arg-type]
+        self.send(pb.AgentMessage(task_event=pb.TaskEvent(task_id=self.a.task_id, kind=kind, at_ms=now_ms(), **fields)))  # type: ignore[arg-type]
 
     async def run(self) -> None:
         try:
@@ -106,7 +106,6 @@ class TaskRunner:
     def close(self) -> None:
         self._closed.set()
         for raw in self._streams:
-            try:
+            # Closing a half-closed socket can raise; there is nothing left to do then.
+            with contextlib.suppress(Exception):
                 raw.close()
-            except Exception:  # closing a half-closed socket: nothing left to do
-                pass

@@ -58,8 +58,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     client = Client(args)
-    task = client.call(client.stub.Submit, pb.SubmitRequest(
-        configuration_json=config.model_dump_json(), name=args.name or ""))
+    task = client.call(
+        client.stub.Submit,
+        pb.SubmitRequest(configuration_json=config.model_dump_json(), name=args.name or ""),
+    )
     if args.detach:
         print(task.name)
         return 0
@@ -98,7 +100,7 @@ def follow(client: Client, name: str, announce: bool) -> int:
             if task.status in TERMINAL:
                 return _final(task)
     except grpc.RpcError as exc:
-        if exc.code() == grpc.StatusCode.CANCELLED:  # type: ignore[attr-defined]
+        if exc.code() == grpc.StatusCode.CANCELLED:
             print(f"\ndetached; task {name} keeps running (`dstackctl stop {name}` stops it)", file=sys.stderr)
             return 130
         raise
@@ -133,9 +135,16 @@ def task_row(t: pb.Task) -> dict[str, str]:
 
 def task_json(t: pb.Task) -> dict[str, Any]:
     return {
-        "name": t.name, "status": t.status, "host": t.host or None, "reason": t.reason, "id": t.id,
-        "image": t.image, "arch": t.arch or None, "exit": t.exit_code if t.has_exit_code else None,
-        "submitted": t.submitted_at_ms, "resources": t.resources,
+        "name": t.name,
+        "status": t.status,
+        "host": t.host or None,
+        "reason": t.reason,
+        "id": t.id,
+        "image": t.image,
+        "arch": t.arch or None,
+        "exit": t.exit_code if t.has_exit_code else None,
+        "submitted": t.submitted_at_ms,
+        "resources": t.resources,
     }
 
 
@@ -175,19 +184,39 @@ def cmd_hosts(args: argparse.Namespace) -> int:
     rows, json_rows = [], []
     for h in hosts:
         f = h.facts
-        rows.append({
-            "NAME": h.name, "ARCH": h.arch, "CPU": f"{fmt.cpus(h.cpu_used)}/{fmt.cpus(h.cpu_total)}",
-            "MEMORY": f"{fmt.size(h.memory_used_bytes)}/{fmt.size(h.memory_total_bytes)}",
-            "REGION": h.region or "-", "ZONE": h.zone or "-", "STATUS": h.status, "TASKS": str(h.tasks),
-            "LAST SEEN": fmt.ago(h.last_seen_ms), "ID": h.id, "CPU MODEL": f.cpu.model or "-",
-            "EMULATORS": ",".join(f.emulators) or "-",
-        })
-        json_rows.append({
-            "name": h.name, "arch": h.arch, "zone": h.zone or None, "region": h.region or None, "status": h.status,
-            "id": h.id, "cpu_total": h.cpu_total, "cpu_used": h.cpu_used, "memory_total_bytes": h.memory_total_bytes,
-            "memory_used_bytes": h.memory_used_bytes, "tasks": h.tasks, "last_seen": h.last_seen_ms,
-            "emulators": list(f.emulators),
-        })
+        rows.append(
+            {
+                "NAME": h.name,
+                "ARCH": h.arch,
+                "CPU": f"{fmt.cpus(h.cpu_used)}/{fmt.cpus(h.cpu_total)}",
+                "MEMORY": f"{fmt.size(h.memory_used_bytes)}/{fmt.size(h.memory_total_bytes)}",
+                "REGION": h.region or "-",
+                "ZONE": h.zone or "-",
+                "STATUS": h.status,
+                "TASKS": str(h.tasks),
+                "LAST SEEN": fmt.ago(h.last_seen_ms),
+                "ID": h.id,
+                "CPU MODEL": f.cpu.model or "-",
+                "EMULATORS": ",".join(f.emulators) or "-",
+            }
+        )
+        json_rows.append(
+            {
+                "name": h.name,
+                "arch": h.arch,
+                "zone": h.zone or None,
+                "region": h.region or None,
+                "status": h.status,
+                "id": h.id,
+                "cpu_total": h.cpu_total,
+                "cpu_used": h.cpu_used,
+                "memory_total_bytes": h.memory_total_bytes,
+                "memory_used_bytes": h.memory_used_bytes,
+                "tasks": h.tasks,
+                "last_seen": h.last_seen_ms,
+                "emulators": list(f.emulators),
+            }
+        )
     headers = ["NAME", "ARCH", "CPU", "MEMORY", "REGION", "ZONE", "STATUS", "TASKS"]
     if args.verbose:
         headers = ["ID", *headers, "CPU MODEL", "EMULATORS", "LAST SEEN"]
@@ -244,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dstackctl: {exc}", file=sys.stderr)
         return 1
     except grpc.RpcError as exc:
-        code, details = exc.code(), exc.details()  # type: ignore[attr-defined]
+        code, details = exc.code(), exc.details()
         if code == grpc.StatusCode.UNAVAILABLE:
             where = getattr(args, "controller", None) or "the controller"
             print(f"dstackctl: cannot reach {where}: {details}", file=sys.stderr)

@@ -177,9 +177,7 @@ class CPUSpec(ConfigModel):
                 key = "arch"
                 normalize_arch(token)  # here, so "arm:x" names "x" rather than a second arch
             else:
-                raise ValueError(
-                    f'invalid CPU spec "{value}": "{token}" is neither an architecture nor a count'
-                )
+                raise ValueError(f'invalid CPU spec "{value}": "{token}" is neither an architecture nor a count')
             if key in spec:
                 raise ValueError(f'invalid CPU spec "{value}": {key} given twice')
             spec[key] = token
@@ -248,9 +246,7 @@ class GPUSpec(ConfigModel):
             elif _COUNT_RE.fullmatch(token):
                 key = "count"
             else:
-                raise ValueError(
-                    f'invalid GPU spec "{value}": "{token}" is not a vendor, name, memory or count'
-                )
+                raise ValueError(f'invalid GPU spec "{value}": "{token}" is not a vendor, name, memory or count')
             if key in spec:
                 raise ValueError(f'invalid GPU spec "{value}": {key} given twice')
             spec[key] = token.split(",") if key == "name" else token

@@ -27,7 +27,10 @@ MANIFEST_TYPES = ", ".join(
         "application/vnd.docker.distribution.manifest.v2+json",
     )
 )
-LIST_TYPES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")
+LIST_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
 
 
 @dataclass(frozen=True)
@@ -104,9 +107,7 @@ class PlatformLookup:
             return json.loads(resp.read()), media_type
 
     def _anonymous_token(self, challenge: str, ref: ImageReference) -> str:
-        params = dict(
-            part.split("=", 1) for part in challenge[len("bearer ") :].split(",") if "=" in part
-        )
+        params = dict(part.split("=", 1) for part in challenge[len("bearer ") :].split(",") if "=" in part)
         params = {k.strip(): v.strip().strip('"') for k, v in params.items()}
         realm = params.pop("realm")
         params.setdefault("scope", f"repository:{ref.repository}:pull")

@@ -24,7 +24,7 @@ class ImageReference:
 
 
 def parse_reference(image: str) -> ImageReference:
-    name, digest = (image.split("@", 1) + [""])[:2]
+    name, digest = ([*image.split("@", 1), ""])[:2]
     tag = ""
     last = name.rsplit("/", 1)[-1]
     if ":" in last:

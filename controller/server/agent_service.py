@@ -89,7 +89,9 @@ class AgentService(pb_grpc.AgentServiceServicer):
         session.send(
             pb.ControllerMessage(
                 welcome=pb.Welcome(
-                    host_id=host.id, host_name=host.name, heartbeat_interval_s=self.c.settings.heartbeat_interval_s
+                    host_id=host.id,
+                    host_name=host.name,
+                    heartbeat_interval_s=self.c.settings.heartbeat_interval_s,
                 )
             )
         )
@@ -104,10 +106,10 @@ class AgentService(pb_grpc.AgentServiceServicer):
                 if getter not in done:
                     getter.cancel()
                     break
-                message = getter.result()
-                if message is None:  # replaced by a newer stream of the same host
+                outgoing = getter.result()
+                if outgoing is None:  # replaced by a newer stream of the same host
                     break
-                yield message
+                yield outgoing
         finally:
             reader.cancel()
             self.c.sessions.detach(session)

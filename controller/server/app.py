@@ -42,8 +42,12 @@ def ensure_admin_token(store: Store, path: Path) -> bool:
 
 async def serve(settings: ControllerSettings, store: Store) -> None:
     controller = Controller(settings, store, PlatformLookup(settings.image_lookup))
-    server = grpc.aio.server(options=[("grpc.keepalive_permit_without_calls", 1),
-                                      ("grpc.http2.min_ping_interval_without_data_ms", 5000)])
+    server = grpc.aio.server(
+        options=[
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+        ]
+    )
     pb_grpc.add_AgentServiceServicer_to_server(AgentService(controller), server)
     pb_grpc.add_ClientServiceServicer_to_server(ClientService(controller), server)
     port = server.add_insecure_port(settings.listen)

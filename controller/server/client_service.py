@@ -127,7 +127,12 @@ class ClientService(pb_grpc.ClientServiceServicer):
                         continue  # already sent from the backlog
                     next_seq[event.line.stream] = event.line.seq + 1
                 yield event
-                if event.HasField("status") and event.status.status in ("done", "failed", "stopped", "refused"):
+                if event.HasField("status") and event.status.status in (
+                    "done",
+                    "failed",
+                    "stopped",
+                    "refused",
+                ):
                     return
         finally:
             self.c.events.unsubscribe(task.id, queue)

@@ -6,6 +6,7 @@ tasks are placed again, and agents re-announce their containers when they reconn
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -104,10 +105,8 @@ class Controller:
         """Reconciler loop: place pending tasks on every change, and every few seconds
         (hosts go offline by the clock, not by an event)."""
         while True:
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=5.0)
-            except asyncio.TimeoutError:
-                pass
             self._wake.clear()
             try:
                 await self.schedule_pending()
@@ -151,7 +150,9 @@ class Controller:
                 task.status, task.host_id, task.reason = PROVISIONING, host.id, ""
                 self.store.update_task(task)
                 views[host.id] = dataclasses.replace(
-                    host, cpu_used=host.cpu_used + req.cpu, memory_used_bytes=host.memory_used_bytes + req.memory_bytes
+                    host,
+                    cpu_used=host.cpu_used + req.cpu,
+                    memory_used_bytes=host.memory_used_bytes + req.memory_bytes,
                 )
                 log.info("task %s placed on %s", task.name, host.name)
                 self.publish_status(task)

@@ -203,7 +203,8 @@ class SQLiteStore(Store):
 
     def read_logs(self, task_id: str) -> list[StoredLogLine]:
         rows = self._query(
-            "SELECT stream, seq, ts_ns, data FROM logs WHERE task_id = ? ORDER BY ts_ns, stream, seq", (task_id,)
+            "SELECT stream, seq, ts_ns, data FROM logs WHERE task_id = ? ORDER BY ts_ns, stream, seq",
+            (task_id,),
         )
         return [StoredLogLine(int(s), int(q), int(t), bytes(d)) for s, q, t, d in rows]
 
@@ -213,8 +214,17 @@ class SQLiteStore(Store):
 
 
 def _token_row(t: TokenRecord) -> tuple[Any, ...]:
-    return (t.id, t.kind, t.secret_hash, t.created_at, t.expires_at, t.uses_left, t.fleet, int(t.revoked),
-            t.description)
+    return (
+        t.id,
+        t.kind,
+        t.secret_hash,
+        t.created_at,
+        t.expires_at,
+        t.uses_left,
+        t.fleet,
+        int(t.revoked),
+        t.description,
+    )
 
 
 def _token(row: tuple[Any, ...]) -> TokenRecord:
@@ -223,14 +233,39 @@ def _token(row: tuple[Any, ...]) -> TokenRecord:
 
 
 def _host_row(h: HostRecord) -> tuple[Any, ...]:
-    return (h.id, h.name, h.credential_hash, h.facts_json, h.arch, h.registered_at, h.last_seen, h.region,
-            h.zone, h.fleet)
+    return (
+        h.id,
+        h.name,
+        h.credential_hash,
+        h.facts_json,
+        h.arch,
+        h.registered_at,
+        h.last_seen,
+        h.region,
+        h.zone,
+        h.fleet,
+    )
 
 
 def _task_row(t: TaskRecord) -> tuple[Any, ...]:
-    return (t.id, t.name, t.configuration_json, t.image, t.submitted_at, t.status, t.arch, t.host_id, t.reason,
-            t.exit_code, t.started_at, t.finished_at, int(t.stop_requested), int(t.abort_requested),
-            json.dumps(t.refused_hosts), t.refusal)
+    return (
+        t.id,
+        t.name,
+        t.configuration_json,
+        t.image,
+        t.submitted_at,
+        t.status,
+        t.arch,
+        t.host_id,
+        t.reason,
+        t.exit_code,
+        t.started_at,
+        t.finished_at,
+        int(t.stop_requested),
+        int(t.abort_requested),
+        json.dumps(t.refused_hosts),
+        t.refusal,
+    )
 
 
 def _task(row: tuple[Any, ...]) -> TaskRecord:

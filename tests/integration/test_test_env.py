@@ -6,6 +6,8 @@ qemu emulation and the loopback multi-arch registry are checked here on their ow
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import os
 import subprocess
@@ -35,9 +37,7 @@ def test_engine_answers_and_docker_host_is_set(docker_engine: DockerEngine) -> N
 
 
 @pytest.mark.parametrize("arch", ["amd64", "arm64"])
-def test_busybox_image_architecture(
-    client: docker.DockerClient, busybox_images: dict[str, str], arch: str
-) -> None:
+def test_busybox_image_architecture(client: docker.DockerClient, busybox_images: dict[str, str], arch: str) -> None:
     attrs = client.images.get(busybox_images[arch]).attrs
     assert attrs["Architecture"] == arch
     assert attrs["Os"] == "linux"
@@ -55,10 +55,23 @@ def test_arm64_image_would_run_emulated(
     # Through the CLI on purpose: this is the exact command an operator would try.
     proc = subprocess.run(
         # --pull never: should the local image be missing or wrong, fail here rather than ask Docker Hub.
-        ["docker", "run", "--rm", "--pull", "never", "--platform", "linux/arm64", busybox_images["arm64"],
-         "uname", "-m"],
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--pull",
+            "never",
+            "--platform",
+            "linux/arm64",
+            busybox_images["arm64"],
+            "uname",
+            "-m",
+        ],
         env={**os.environ, "DOCKER_HOST": docker_engine.host},
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "aarch64"
@@ -79,6 +92,9 @@ def test_registry_holds_manifest_list(registry: Registry, multiarch_image: str) 
 
 
 def test_multiarch_pull_selects_amd64(client: docker.DockerClient, multiarch_image: str) -> None:
+    # Another test may have pulled it already; drop that copy so the pull below goes to the registry.
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        client.images.remove(multiarch_image)
     with pytest.raises(docker.errors.ImageNotFound):
         client.images.get(multiarch_image)  # really absent locally: the pull below goes to the registry
     image = client.images.pull(multiarch_image, platform="linux/amd64")

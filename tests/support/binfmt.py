@@ -28,8 +28,7 @@ def _mount() -> None:
     # Under systemd this path is an automount point; stat-ing "register" triggers it.
     if (BINFMT_DIR / "register").exists():
         return
-    subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT_DIR)],
-                   check=False, capture_output=True)
+    subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT_DIR)], check=False, capture_output=True)
 
 
 def _register_from_spec() -> None:
@@ -45,8 +44,18 @@ def _register_from_spec() -> None:
         flags += "C"
     if fields.get("preserve") == "yes":
         flags += "P"
-    rule = ":".join(["", HANDLER, "M", fields.get("offset", "0"), fields["magic"], fields.get("mask", ""),
-                     fields["interpreter"], flags])
+    rule = ":".join(
+        [
+            "",
+            HANDLER,
+            "M",
+            fields.get("offset", "0"),
+            fields["magic"],
+            fields.get("mask", ""),
+            fields["interpreter"],
+            flags,
+        ]
+    )
     (BINFMT_DIR / "register").write_text(rule)
 
 

@@ -97,25 +97,30 @@ def ensure_docker() -> DockerEngine:
 def _start_dockerd() -> DockerEngine:
     dockerd = shutil.which("dockerd")
     if dockerd is None:
-        raise DockerUnavailable(
-            "no Docker engine answers and dockerd is not installed: run tests/setup-deps.sh"
-        )
+        raise DockerUnavailable("no Docker engine answers and dockerd is not installed: run tests/setup-deps.sh")
     log_path = DATA_ROOT / "dockerd.log"
     cmd = [
         dockerd,
-        "-H", TEST_HOST,
-        "--data-root", str(DATA_ROOT / "root"),
-        "--exec-root", str(RUN_DIR / "exec"),
-        "--pidfile", str(RUN_DIR / "docker.pid"),
+        "-H",
+        TEST_HOST,
+        "--data-root",
+        str(DATA_ROOT / "root"),
+        "--exec-root",
+        str(RUN_DIR / "exec"),
+        "--pidfile",
+        str(RUN_DIR / "docker.pid"),
         # If a system containerd is running, dockerd attaches to it; separate namespaces keep
         # this daemon's containers apart from another daemon's "moby" namespace.
-        "--containerd-namespace", "dstack-test",
-        "--containerd-plugins-namespace", "dstack-test-plugins",
+        "--containerd-namespace",
+        "dstack-test",
+        "--containerd-plugins-namespace",
+        "dstack-test-plugins",
     ]
     with open(log_path, "ab") as log:
         # A new session keeps a Ctrl-C on pytest from killing the daemon before teardown stops it.
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
     engine = DockerEngine(host=TEST_HOST, started=True, process=proc, log_path=log_path)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:

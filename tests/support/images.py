@@ -42,8 +42,16 @@ def build_busybox_images(engine: DockerEngine, cache_dir: Path | None = None) ->
             tags[arch] = tag
             if image_arch(client, tag) == arch:
                 continue
-            cmd = [sys.executable, str(BUILD_SCRIPT), "--arch", arch, "--tag", tag,
-                   "--docker-host", engine.host]
+            cmd = [
+                sys.executable,
+                str(BUILD_SCRIPT),
+                "--arch",
+                arch,
+                "--tag",
+                tag,
+                "--docker-host",
+                engine.host,
+            ]
             if cache_dir is not None:
                 cmd += ["--cache-dir", str(cache_dir)]
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -102,8 +110,19 @@ def push_multiarch(engine: DockerEngine, registry_addr: str) -> str:
                 # create reads the platform from each image config; annotating states it outright
                 # so the list is right even with clients that leave the variant out.
                 variant = ["--variant", "v8"] if arch == "arm64" else []
-                _docker_cli(engine, config_dir, "manifest", "annotate", "--os", "linux", "--arch", arch,
-                            *variant, multi, ref)
+                _docker_cli(
+                    engine,
+                    config_dir,
+                    "manifest",
+                    "annotate",
+                    "--os",
+                    "linux",
+                    "--arch",
+                    arch,
+                    *variant,
+                    multi,
+                    ref,
+                )
             _docker_cli(engine, config_dir, "manifest", "push", "--insecure", "--purge", multi)
 
         for ref in [*pushed.values(), multi]:
@@ -114,9 +133,7 @@ def push_multiarch(engine: DockerEngine, registry_addr: str) -> str:
     return multi
 
 
-def run_output(
-    client: docker.DockerClient, image: str, command: list[str], platform: str | None = None
-) -> str:
+def run_output(client: docker.DockerClient, image: str, command: list[str], platform: str | None = None) -> str:
     """Run command in a fresh container of a local image and return its output; the container is removed."""
     container = client.containers.create(image, command, platform=platform)
     try:

@@ -82,7 +82,10 @@ def start_registry(attempts: int = 3) -> Registry:
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
                 [binary, "serve", str(root / "config.yml")],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         registry = Registry(addr=addr, process=proc, root=root)
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -721,9 +721,7 @@ def test_unknown_key_in_gpu_mapping() -> None:
             cont: 2
         """
     )
-    assert str(error) == (
-        'unknown key "resources.gpu.cont" in task.yaml line 6 (did you mean "resources.gpu.count"?)'
-    )
+    assert str(error) == ('unknown key "resources.gpu.cont" in task.yaml line 6 (did you mean "resources.gpu.count"?)')
 
 
 def test_unknown_key_without_close_match_has_no_suggestion() -> None:
@@ -761,16 +759,14 @@ def test_invalid_cpu_short_form() -> None:
 def test_invalid_value_inside_short_form_is_reported_at_the_scalar() -> None:
     error = task_error("type: task\nimage: x\nresources:\n  memory: 8XB..\n")
     assert str(error) == (
-        'invalid resources.memory "8XB.." in task.yaml line 4: '
-        'invalid size "8XB" (expected a number with MB, GB or TB)'
+        'invalid resources.memory "8XB.." in task.yaml line 4: invalid size "8XB" (expected a number with MB, GB or TB)'
     )
 
 
 def test_invalid_gpu() -> None:
     error = task_error("type: task\nimage: x\nresources:\n  gpu: A100:80GB:2:3\n")
     assert str(error) == (
-        'invalid resources.gpu "A100:80GB:2:3" in task.yaml line 4: '
-        'invalid GPU spec "A100:80GB:2:3": count given twice'
+        'invalid resources.gpu "A100:80GB:2:3" in task.yaml line 4: invalid GPU spec "A100:80GB:2:3": count given twice'
     )
 
 
