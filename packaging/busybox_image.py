@@ -44,7 +44,7 @@ def _run(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = N
     try:
         proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     except FileNotFoundError as exc:
-        raise BuildError(f"{cmd[0]} is not installed (run tests/setup-deps.sh)") from exc
+        raise BuildError(f"{cmd[0]} is not installed (run packaging/dev-setup.sh)") from exc
     if proc.returncode != 0:
         lines = (proc.stderr or proc.stdout).strip().splitlines()
         detail = lines[-1] if lines else f"exit status {proc.returncode}"

@@ -69,7 +69,7 @@ def qemu_aarch64() -> bool:
     tests are only meaningful when the emulated run was possible."""
     if not ensure_qemu_aarch64():
         pytest.fail(
-            "cannot enable the qemu-aarch64 binfmt handler: run tests/setup-deps.sh "
+            "cannot enable the qemu-aarch64 binfmt handler: run packaging/dev-setup.sh --tests "
             "(qemu-user-static, binfmt-support) as root and make sure binfmt_misc can be mounted",
             pytrace=False,
         )

@@ -36,7 +36,9 @@ def stop_cluster(cluster: Cluster) -> None:
 
 @pytest.fixture(scope="module")
 def cluster(
-    tmp_path_factory: pytest.TempPathFactory, docker_engine: DockerEngine, busybox_images: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+    docker_engine: DockerEngine,
+    busybox_images: dict[str, str],
     registry: Registry,
 ) -> Iterator[Cluster]:
     c = start_cluster(tmp_path_factory.mktemp("cluster"), registry)

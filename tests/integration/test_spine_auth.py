@@ -69,9 +69,13 @@ def test_client_calls_need_a_valid_api_token(cluster: Cluster, tmp_path: Path) -
     api = cluster.controller.token("--kind", "api")
     assert cluster.controller.ctl("ps", token=api).returncode == 0
     token_id = api.split(".")[1]
-    from tests.support.cluster import BIN
     import subprocess
 
-    subprocess.run([str(BIN / "dstack-controller"), "token", "revoke", "--data-dir",
-                    str(cluster.controller.data_dir), token_id], check=True, capture_output=True)
+    from tests.support.cluster import BIN
+
+    subprocess.run(
+        [str(BIN / "dstack-controller"), "token", "revoke", "--data-dir", str(cluster.controller.data_dir), token_id],
+        check=True,
+        capture_output=True,
+    )
     assert cluster.controller.ctl("ps", token=api).returncode == 2

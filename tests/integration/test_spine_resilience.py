@@ -66,8 +66,10 @@ def test_a_container_that_finished_while_the_agent_was_down_reports_its_real_exi
     assert row["exit"] == 7
     assert c.controller.logs("finishes-alone").stdout == expected(20)
     # Once the controller holds the final state, the container is removed.
-    wait_for("the container's removal", lambda: not client.containers.list(
-        all=True, filters={"label": f"dev.dstack-hybrid.task-id={task_id}"}))
+    wait_for(
+        "the container's removal",
+        lambda: not client.containers.list(all=True, filters={"label": f"dev.dstack-hybrid.task-id={task_id}"}),
+    )
 
 
 def test_restarting_the_controller_mid_task_loses_no_task_host_or_line(fresh_cluster: Cluster, tmp_path: Path) -> None:
@@ -93,8 +95,7 @@ def test_restarting_the_controller_mid_task_loses_no_task_host_or_line(fresh_clu
 def test_a_host_that_went_away_is_offline_and_gets_no_new_task(fresh_cluster: Cluster, tmp_path: Path) -> None:
     c = fresh_cluster
     c.agent.kill()
-    wait_for("the host to be offline",
-             lambda: [h["status"] for h in c.controller.ctl_json("hosts")] == ["offline"])
+    wait_for("the host to be offline", lambda: [h["status"] for h in c.controller.ctl_json("hosts")] == ["offline"])
     task = write_task(tmp_path / "t.yaml", COUNTING_TASK.format(name="waits", lines=2, pause=0))
     assert c.controller.ctl("submit", "-d", "-f", str(task)).returncode == 0
     row = c.controller.task("waits")

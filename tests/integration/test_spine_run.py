@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import docker
 import pytest
 
 from tests.integration.conftest import Cluster
@@ -13,13 +12,13 @@ from tests.support.registry import Registry
 
 pytestmark = pytest.mark.docker
 
-REFUSAL = (
-    "refused: image dstack-test/busybox:arm64 is linux/arm64, this host is linux/amd64; emulated runs are refused"
-)
+REFUSAL = "refused: image dstack-test/busybox:arm64 is linux/arm64, this host is linux/amd64; emulated runs are refused"
 
 
 def test_task_output_streams_back_and_exit_code_is_submits(cluster: Cluster, tmp_path: Path) -> None:
-    task = write_task(tmp_path / "task.yaml", """\
+    task = write_task(
+        tmp_path / "task.yaml",
+        """\
 type: task
 name: exits-three
 image: dstack-test/busybox:amd64
@@ -33,7 +32,8 @@ commands:
 resources:
   cpu: 1..
   memory: 64MB..
-""")
+""",
+    )
     out = cluster.controller.ctl("submit", "-f", str(task))
     assert out.returncode == 3, out.stderr
     assert out.stdout == "hello from x86_64\n"
@@ -50,7 +50,9 @@ resources:
 
 
 def test_successful_task_is_done_with_exit_zero_and_limits_applied(cluster: Cluster, tmp_path: Path) -> None:
-    task = write_task(tmp_path / "task.yaml", """\
+    task = write_task(
+        tmp_path / "task.yaml",
+        """\
 type: task
 name: limited
 image: dstack-test/busybox:amd64
@@ -59,7 +61,8 @@ commands:
 resources:
   cpu: 1
   memory: 96MB
-""")
+""",
+    )
     out = cluster.controller.ctl("submit", "-f", str(task))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(96 * 1024 * 1024)
@@ -67,12 +70,15 @@ resources:
 
 
 def test_containers_carry_the_task_label(cluster: Cluster, tmp_path: Path, docker_engine) -> None:  # type: ignore[no-untyped-def]
-    task = write_task(tmp_path / "task.yaml", """\
+    task = write_task(
+        tmp_path / "task.yaml",
+        """\
 type: task
 name: labelled
 image: dstack-test/busybox:amd64
 commands: ["sleep 30"]
-""")
+""",
+    )
     out = cluster.controller.ctl("submit", "-d", "-f", str(task))
     assert out.returncode == 0 and out.stdout.strip() == "labelled"
     row = cluster.controller.wait_status("labelled", "running")
@@ -87,16 +93,22 @@ commands: ["sleep 30"]
 
 
 def test_arm64_image_is_refused_even_with_qemu_and_no_container_is_created(
-    cluster: Cluster, tmp_path: Path, qemu_aarch64: bool, docker_engine  # type: ignore[no-untyped-def]
+    cluster: Cluster,
+    tmp_path: Path,
+    qemu_aarch64: bool,
+    docker_engine,  # type: ignore[no-untyped-def]
 ) -> None:
     # qemu's handler is registered, so the engine *would* run this image (test_test_env proves it).
     assert Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").read_text().startswith("enabled")
-    task = write_task(tmp_path / "task.yaml", """\
+    task = write_task(
+        tmp_path / "task.yaml",
+        """\
 type: task
 name: arm-image
 image: dstack-test/busybox:arm64
 commands: ["uname -m"]
-""")
+""",
+    )
     out = cluster.controller.ctl("submit", "-f", str(task))
     assert out.returncode == 1
     assert out.stdout == ""
@@ -115,12 +127,15 @@ commands: ["uname -m"]
 
 
 def test_multi_arch_image_runs_its_native_variant(cluster: Cluster, tmp_path: Path, multiarch_image: str) -> None:
-    task = write_task(tmp_path / "task.yaml", f"""\
+    task = write_task(
+        tmp_path / "task.yaml",
+        f"""\
 type: task
 name: multi
 image: {multiarch_image}
 commands: ["uname -m"]
-""")
+""",
+    )
     out = cluster.controller.ctl("submit", "-f", str(task))
     assert out.returncode == 0, out.stderr
     assert out.stdout == "x86_64\n"
@@ -131,12 +146,15 @@ def test_arm_only_registry_image_stays_pending_without_reaching_a_host(
 ) -> None:
     # The per-arch tag pushed beside the manifest list: the registry says it is linux/arm64 only.
     image = f"{registry.addr}/dstack-test/busybox:arm64"
-    task = write_task(tmp_path / "task.yaml", f"""\
+    task = write_task(
+        tmp_path / "task.yaml",
+        f"""\
 type: task
 name: arm-from-registry
 image: {image}
 commands: ["uname -m"]
-""")
+""",
+    )
     out = cluster.controller.ctl("submit", "-d", "-f", str(task))
     assert out.returncode == 0
     row = cluster.controller.task("arm-from-registry")
@@ -147,31 +165,40 @@ commands: ["uname -m"]
 
 
 def test_arm_cpu_request_stays_pending_with_the_reason(cluster: Cluster, tmp_path: Path) -> None:
-    task = write_task(tmp_path / "task.yaml", """\
+    task = write_task(
+        tmp_path / "task.yaml",
+        """\
 type: task
 name: wants-arm
 image: dstack-test/busybox:amd64
 commands: ["uname -m"]
 resources:
   cpu: arm:1..
-""")
+""",
+    )
     attached = cluster.controller.ctl("submit", "-f", str(task))
     assert attached.returncode == 1
     assert "task wants-arm is pending: no live host with arch arm64: 1 host is amd64" in attached.stderr
     row = cluster.controller.task("wants-arm")
-    assert (row["status"], row["reason"], row["host"]) == ("pending", "no live host with arch arm64: 1 host is amd64",
-                                                            None)
+    assert (row["status"], row["reason"], row["host"]) == (
+        "pending",
+        "no live host with arch arm64: 1 host is amd64",
+        None,
+    )
     assert cluster.controller.ctl("stop", "wants-arm").returncode == 0
 
 
 def test_stop_sends_sigterm_then_the_task_is_stopped(cluster: Cluster, tmp_path: Path) -> None:
-    task = write_task(tmp_path / "task.yaml", """\
+    task = write_task(
+        tmp_path / "task.yaml",
+        """\
 type: task
 name: stoppable
 image: dstack-test/busybox:amd64
 commands:
   - trap 'echo got TERM; exit 0' TERM; echo started; while true; do sleep 0.1; done
-""")
+""",
+    )
     assert cluster.controller.ctl("submit", "-d", "-f", str(task)).returncode == 0
     cluster.controller.wait_status("stoppable", "running")
     from tests.support.cluster import wait_for
@@ -185,12 +212,15 @@ commands:
 
 
 def test_name_of_an_active_task_cannot_be_reused(cluster: Cluster, tmp_path: Path) -> None:
-    task = write_task(tmp_path / "task.yaml", """\
+    task = write_task(
+        tmp_path / "task.yaml",
+        """\
 type: task
 name: twice
 image: dstack-test/busybox:amd64
 commands: ["sleep 30"]
-""")
+""",
+    )
     assert cluster.controller.ctl("submit", "-d", "-f", str(task)).returncode == 0
     again = cluster.controller.ctl("submit", "-d", "-f", str(task))
     assert again.returncode == 2

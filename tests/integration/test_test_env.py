@@ -7,7 +7,6 @@ qemu emulation and the loopback multi-arch registry are checked here on their ow
 from __future__ import annotations
 
 import contextlib
-
 import json
 import os
 import subprocess

@@ -76,8 +76,16 @@ class ControllerProcess(Process):
         self.address = f"127.0.0.1:{self.port}"
         data_dir.mkdir(parents=True, exist_ok=True)
         args = [
-            str(BIN / "dstack-controller"), "serve", "--data-dir", str(data_dir), "--listen", self.address,
-            "--heartbeat-interval", "1s", "--stop-grace", "5s",
+            str(BIN / "dstack-controller"),
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--listen",
+            self.address,
+            "--heartbeat-interval",
+            "1s",
+            "--stop-grace",
+            "5s",
         ]
         # Lookups go to the loopback registry only: Docker Hub names are looked up at the mirror.
         args += ["--registry-mirror", registry_mirror] if registry_mirror else ["--image-lookup", "off"]
@@ -100,15 +108,20 @@ class ControllerProcess(Process):
     def token(self, *args: str) -> str:
         out = subprocess.run(
             [str(BIN / "dstack-controller"), "token", "create", "--data-dir", str(self.data_dir), *args],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return out.stdout.strip()
 
     def ctl(self, *args: str, token: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        env = dict(os.environ, DSTACK_CONTROLLER=self.address, DSTACK_TOKEN=self.admin_token if token is None
-                   else token, HOME=str(self.data_dir.parent))
-        return subprocess.run([str(BIN / "dstackctl"), *args], capture_output=True, text=True, env=env,
-                              timeout=timeout)
+        env = dict(
+            os.environ,
+            DSTACK_CONTROLLER=self.address,
+            DSTACK_TOKEN=self.admin_token if token is None else token,
+            HOME=str(self.data_dir.parent),
+        )
+        return subprocess.run([str(BIN / "dstackctl"), *args], capture_output=True, text=True, env=env, timeout=timeout)
 
     def ctl_json(self, *args: str) -> Any:
         out = self.ctl(*args, "--json")
@@ -134,8 +147,16 @@ class AgentProcess(Process):
         self.controller, self.state_dir, self.name = controller, state_dir, name
         env = dict(os.environ, DSTACK_AGENT_RECONNECT_MAX_S="2")
         args = [
-            str(BIN / "dstack-agent"), "run", "--controller", controller.address, "--state-dir", str(state_dir),
-            "--name", name, "--config", str(state_dir.parent / "no-agent.yaml"),
+            str(BIN / "dstack-agent"),
+            "run",
+            "--controller",
+            controller.address,
+            "--state-dir",
+            str(state_dir),
+            "--name",
+            name,
+            "--config",
+            str(state_dir.parent / "no-agent.yaml"),
         ]
         if join_token:
             args += ["--join-token", join_token]

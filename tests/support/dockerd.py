@@ -97,7 +97,9 @@ def ensure_docker() -> DockerEngine:
 def _start_dockerd() -> DockerEngine:
     dockerd = shutil.which("dockerd")
     if dockerd is None:
-        raise DockerUnavailable("no Docker engine answers and dockerd is not installed: run tests/setup-deps.sh")
+        raise DockerUnavailable(
+            "no Docker engine answers and dockerd is not installed: run packaging/dev-setup.sh --tests"
+        )
     log_path = DATA_ROOT / "dockerd.log"
     cmd = [
         dockerd,

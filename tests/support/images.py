@@ -67,7 +67,7 @@ def build_busybox_images(engine: DockerEngine, cache_dir: Path | None = None) ->
 def _docker_cli(engine: DockerEngine, config_dir: str, *args: str) -> str:
     docker_bin = shutil.which("docker")
     if docker_bin is None:
-        raise RuntimeError("the docker client is not installed: run tests/setup-deps.sh")
+        raise RuntimeError("the docker client is not installed: run packaging/dev-setup.sh --tests")
     env = dict(os.environ)
     env["DOCKER_HOST"] = engine.host
     # `docker manifest` is experimental on 20.10-era clients and refused unless this is set.

@@ -65,7 +65,7 @@ def start_registry(attempts: int = 3) -> Registry:
     """Start a registry on a free loopback port; retries when another process takes the port first."""
     binary = shutil.which("docker-registry")
     if binary is None:
-        raise RegistryUnavailable("docker-registry is not installed: run tests/setup-deps.sh")
+        raise RegistryUnavailable("docker-registry is not installed: run packaging/dev-setup.sh --tests")
     last_error = ""
     for _ in range(attempts):
         root = Path(tempfile.mkdtemp(prefix="dstack-test-registry-"))
