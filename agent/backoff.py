@@ -13,8 +13,8 @@ class Backoff:
         self._rng = rng or random.Random()
 
     def next_delay(self) -> float:
-        ceiling = min(self.cap_s, self.base_s * (2**self.attempt))
-        self.attempt += 1
+        ceiling = min(self.cap_s, self.base_s * (2 ** min(self.attempt, 62)))
+        self.attempt += 1  # the exponent is bounded above: an agent may retry for days
         # "Equal jitter": at least half the ceiling, so retries never collapse to a busy loop.
         return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
 

@@ -61,7 +61,7 @@ class PlatformLookup:
         try:
             found: frozenset[str] | None = frozenset(self._fetch(parse_reference(image)))
             ttl = self.settings.ttl_s
-        except (OSError, ValueError, KeyError, urllib.error.URLError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, urllib.error.URLError) as exc:
             log.info("image platform lookup for %s failed: %s", image, exc)
             found, ttl = None, self.settings.negative_ttl_s
         with self._lock:
@@ -104,7 +104,10 @@ class PlatformLookup:
         req = urllib.request.Request(url, headers=headers)
         with urllib.request.urlopen(req, timeout=self.settings.timeout_s) as resp:
             media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
-            return json.loads(resp.read()), media_type
+            body = json.loads(resp.read())
+        if not isinstance(body, dict):
+            raise ValueError(f"{url} answered {type(body).__name__}, not a JSON object")
+        return body, media_type
 
     def _anonymous_token(self, challenge: str, ref: ImageReference) -> str:
         params = dict(part.split("=", 1) for part in challenge[len("bearer ") :].split(",") if "=" in part)

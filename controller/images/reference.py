@@ -19,7 +19,10 @@ class ImageReference:
 
     @property
     def is_loopback(self) -> bool:
-        host = self.registry.rsplit(":", 1)[0] if not self.registry.startswith("[") else self.registry
+        if self.registry.startswith("["):  # [::1]:5000
+            host = self.registry.split("]", 1)[0] + "]"
+        else:
+            host = self.registry.rsplit(":", 1)[0]
         return host in ("localhost", "[::1]") or host.startswith("127.")
 
 
@@ -35,8 +38,10 @@ def parse_reference(image: str) -> ImageReference:
         registry, repository = first, rest
     else:
         registry, repository = DOCKER_HUB, name
+    if registry in (DOCKER_HUB, "index.docker.io", "registry-1.docker.io"):
+        registry = DOCKER_HUB
         if "/" not in repository:
-            repository = f"library/{repository}"
+            repository = f"library/{repository}"  # docker.io/busybox is docker.io/library/busybox
     return ImageReference(registry, repository, digest or tag or "latest")
 
 

@@ -30,7 +30,8 @@ def arch(req: Requirements, host: HostView) -> str:
 def cpu(req: Requirements, host: HostView) -> str:
     if req.cpu <= host.cpu_free + 1e-9:
         return ""
-    return f"needs {_num(req.cpu)} CPUs, {_num(max(host.cpu_free, 0.0))} of {_num(host.cpu_total)} free"
+    noun = "CPU" if req.cpu == 1 else "CPUs"
+    return f"needs {_num(req.cpu)} {noun}, {_num(max(host.cpu_free, 0.0))} of {_num(host.cpu_total)} free"
 
 
 def memory(req: Requirements, host: HostView) -> str:

@@ -5,6 +5,7 @@ same file while the server runs."""
 
 from __future__ import annotations
 
+import hmac
 import json
 import sqlite3
 import threading
@@ -109,8 +110,9 @@ class SQLiteStore(Store):
             if not rows:
                 return None, f"token {token_id} does not exist"
             token = _token(rows[0])
-            if token.kind != kind or token.secret_hash != secret_hash:
-                return None, f"token {token_id} has a wrong secret or is not a {kind} token"
+            if token.kind != kind or not hmac.compare_digest(token.secret_hash, secret_hash):
+                article = "an" if kind == "api" else "a"
+                return None, f"token {token_id} has a wrong secret or is not {article} {kind} token"
             if token.revoked:
                 return None, f"token {token_id} is revoked"
             if token.expires_at is not None and token.expires_at <= now:

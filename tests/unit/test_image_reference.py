@@ -45,20 +45,10 @@ def test_docker_hub_and_loopback_flags() -> None:
         assert not parse_reference(image).is_loopback, image
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: reference.py parse_reference keeps 'docker.io/busybox' as repository 'busybox'; the engine "
-    "normalises it to 'library/busybox', so the registry lookup asks /v2/busybox/... and fails",
-)
 def test_explicit_docker_io_short_name_gets_library_prefix() -> None:
     assert parse_reference("docker.io/busybox:1.36") == ImageReference("docker.io", "library/busybox", "1.36")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ImageReference.is_loopback compares '[::1]:5000' (port included) with '[::1]', so an IPv6 "
-    "loopback registry is asked over https",
-)
 def test_ipv6_loopback_registry_with_port_is_loopback() -> None:
     ref = parse_reference("[::1]:5000/repo:tag")
     assert ref.registry == "[::1]:5000"

@@ -181,7 +181,7 @@ def test_cpu_fit_uses_free_capacity() -> None:
     assert first_rejection(req(cpu=2), busy) == Rejection("busy", "cpu", "needs 2 CPUs, 1 of 4 free")
     fractional = host("frac", cpu=2, cpu_used=1.5)
     assert first_rejection(req(cpu=0.5), fractional) is None
-    assert first_rejection(req(cpu=1), fractional) == Rejection("frac", "cpu", "needs 1 CPUs, 0.5 of 2 free")
+    assert first_rejection(req(cpu=1), fractional) == Rejection("frac", "cpu", "needs 1 CPU, 0.5 of 2 free")
 
 
 def test_cpu_fit_tolerates_float_rounding() -> None:
@@ -192,7 +192,7 @@ def test_cpu_fit_tolerates_float_rounding() -> None:
 
 def test_overcommitted_host_reports_zero_free() -> None:
     h = host("over", cpu=4, cpu_used=6)
-    assert first_rejection(req(cpu=1), h) == Rejection("over", "cpu", "needs 1 CPUs, 0 of 4 free")
+    assert first_rejection(req(cpu=1), h) == Rejection("over", "cpu", "needs 1 CPU, 0 of 4 free")
     m = host("over-mem", mem=4 * GIB, mem_used=5 * GIB)
     assert first_rejection(req(cpu=1, mem=1), m) == Rejection("over-mem", "memory", "needs 1B memory, 0B of 4GB free")
 

@@ -140,7 +140,7 @@ def test_use_token_unlimited_uses_stay_unlimited(store: Store) -> None:
     [
         (token("t", uses_left=1), "h-t", "join", 150.0, ""),
         (token("t", uses_left=1), "wrong", "join", 150.0, "token t has a wrong secret or is not a join token"),
-        (token("t", uses_left=1), "h-t", "api", 150.0, "token t has a wrong secret or is not a api token"),
+        (token("t", uses_left=1), "h-t", "api", 150.0, "token t has a wrong secret or is not an api token"),
         (token("t", revoked=True), "h-t", "join", 150.0, "token t is revoked"),
         (token("t", expires_at=150.0), "h-t", "join", 150.0, "token t expired"),
         (token("t", expires_at=150.0), "h-t", "join", 149.9, ""),

@@ -1,0 +1,171 @@
+"""agent.yaml loading: known keys, errors naming the key, environment overrides."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from agent import config as agent_config
+from agent.config import DEFAULT_CONTROLLER, AgentConfig, AgentConfigError, load_config
+
+ENV = ("DSTACK_CONTROLLER", "DSTACK_JOIN_TOKEN", "DOCKER_HOST", "INVOCATION_ID")
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+    # Never read the real /etc/dstack/agent.yaml from a test.
+    monkeypatch.setattr(agent_config, "DEFAULT_CONFIG", tmp_path / "etc" / "agent.yaml")
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "agent.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_every_documented_key(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+        controller: ctl.example.com:7443
+        join_token: dj1.abc.secret
+        fleet: on-prem
+        region: eu-west
+        zone: eu-west-1a
+        labels:
+          rack: "4"
+          gpu: a100
+        arch: arm64
+        cloud: off
+        docker_host: unix:///run/docker.sock
+        name: node-7
+        """,
+    )
+    cfg = load_config(path)
+    assert cfg == AgentConfig(
+        controller="ctl.example.com:7443",
+        join_token="dj1.abc.secret",
+        fleet="on-prem",
+        region="eu-west",
+        zone="eu-west-1a",
+        labels={"rack": "4", "gpu": "a100"},
+        arch="arm64",
+        cloud="off",
+        docker_host="unix:///run/docker.sock",
+        name="node-7",
+    )
+
+
+@pytest.mark.parametrize("cloud", ["auto", "off", "aws", "azure", "gcp"])
+def test_cloud_values(tmp_path: Path, cloud: str) -> None:
+    assert load_config(write(tmp_path, f"cloud: {cloud}\n")).cloud == cloud
+
+
+def test_defaults_for_empty_file(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, ""))
+    assert cfg == AgentConfig()
+    assert cfg.controller == DEFAULT_CONTROLLER == "127.0.0.1:7443"
+    assert (cfg.join_token, cfg.arch, cfg.cloud, cfg.labels) == (None, None, "auto", {})
+
+
+def test_labels_default_is_not_shared() -> None:
+    a, b = AgentConfig(), AgentConfig()
+    a.labels["x"] = "1"
+    assert b.labels == {}
+
+
+def test_unknown_key_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, "controller: a:1\nzones: [a, b]\n")
+    with pytest.raises(AgentConfigError) as exc:
+        load_config(path)
+    assert str(exc.value) == f"unknown key 'zones' in {path}"
+
+
+@pytest.mark.parametrize("value", ["x86_64", "aarch64", "riscv64", "AMD64"])
+def test_wrong_arch_value(tmp_path: Path, value: str) -> None:
+    path = write(tmp_path, f"arch: {value}\n")
+    with pytest.raises(AgentConfigError) as exc:
+        load_config(path)
+    message = str(exc.value)
+    assert message.startswith(f"invalid arch in {path}: ")
+    assert "amd64" in message and "arm64" in message
+
+
+def test_wrong_cloud_and_label_values(tmp_path: Path) -> None:
+    with pytest.raises(AgentConfigError, match=r"^invalid cloud in .*agent\.yaml: "):
+        load_config(write(tmp_path, "cloud: oracle\n"))
+    with pytest.raises(AgentConfigError, match=r"^invalid labels in .*agent\.yaml: "):
+        load_config(write(tmp_path, "labels: [a, b]\n"))
+
+
+def test_not_a_mapping(tmp_path: Path) -> None:
+    path = write(tmp_path, "- controller\n- zone\n")
+    with pytest.raises(AgentConfigError) as exc:
+        load_config(path)
+    assert str(exc.value) == f"{path} must be a mapping of settings"
+
+
+def test_bad_yaml_is_one_sentence(tmp_path: Path) -> None:
+    path = write(tmp_path, "controller: [unclosed\n")
+    with pytest.raises(AgentConfigError) as exc:
+        load_config(path)
+    assert str(exc.value).startswith(f"cannot read {path}: ")
+    assert "\n" not in str(exc.value)
+
+
+def test_named_missing_file_is_an_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(AgentConfigError) as exc:
+        load_config(missing)
+    assert str(exc.value) == f"config file not found: {missing}"
+
+
+def test_missing_default_file_is_fine() -> None:
+    assert load_config(None) == AgentConfig()
+
+
+def test_default_file_is_read_when_present(tmp_path: Path) -> None:
+    default = tmp_path / "etc" / "agent.yaml"
+    default.parent.mkdir()
+    default.write_text("zone: z9\n")
+    assert load_config(None).zone == "z9"
+
+
+def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, "controller: file:1\njoin_token: from-file\ndocker_host: unix:///file.sock\nzone: z\n")
+    monkeypatch.setenv("DSTACK_CONTROLLER", "env:2")
+    monkeypatch.setenv("DSTACK_JOIN_TOKEN", "dj1.env.tok")
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:2375")
+    cfg = load_config(path)
+    assert (cfg.controller, cfg.join_token, cfg.docker_host, cfg.zone) == (
+        "env:2",
+        "dj1.env.tok",
+        "tcp://127.0.0.1:2375",
+        "z",
+    )
+
+
+def test_environment_without_a_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DSTACK_CONTROLLER", "10.0.0.5:7443")
+    monkeypatch.setenv("DSTACK_JOIN_TOKEN", "dj1.a.b")
+    cfg = load_config(None)
+    assert (cfg.controller, cfg.join_token) == ("10.0.0.5:7443", "dj1.a.b")
+
+
+def test_empty_environment_values_do_not_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DSTACK_CONTROLLER", "")
+    monkeypatch.setenv("DSTACK_JOIN_TOKEN", "")
+    cfg = load_config(write(tmp_path, "controller: file:1\njoin_token: t\n"))
+    assert (cfg.controller, cfg.join_token) == ("file:1", "t")
+
+
+def test_default_state_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert agent_config.default_state_dir() == tmp_path / ".dstack-agent"
+    monkeypatch.setenv("INVOCATION_ID", "abc123")
+    assert agent_config.running_as_service()
+    assert agent_config.default_state_dir() == Path("/var/lib/dstack-agent")
