@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import docker.errors
 import grpc
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
@@ -72,10 +73,14 @@ class Agent:
                 f"agent.yaml declares arch {self.config.arch}, but this host is {facts.arch} ({facts.arch_raw})"
             )
         cred = load_credential(self.state_dir) or await self._register()
-        self.runtime = DockerRuntime(facts.arch, self.config.docker_host, cred.host_id)
         while True:
             try:
+                if self.runtime is None:
+                    self.runtime = DockerRuntime(facts.arch, self.config.docker_host, cred.host_id)
                 await self._session(cred)
+            except docker.errors.DockerException as exc:
+                # The engine is down or restarting: tasks cannot run, so the stream waits for it.
+                log.warning("the Docker engine does not answer: %s", exc)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
                     raise FatalError(

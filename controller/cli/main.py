@@ -37,6 +37,9 @@ class Client:
         self.stub = pb_grpc.ClientServiceStub(self.channel)
         self.metadata = (("authorization", f"Bearer {self.settings.token}"),)
 
+    def close(self) -> None:
+        self.channel.close()
+
     def call(self, method: Callable[..., Any], request: Any) -> Any:
         return method(request, metadata=self.metadata, timeout=60)
 
@@ -82,6 +85,16 @@ def follow(client: Client, name: str, announce: bool) -> int:
     call = client.stream(client.stub.StreamLogs, pb.StreamLogsRequest(name=name, follow=True))
     # Ctrl-C detaches: the task keeps running on its host.
     signal.signal(signal.SIGINT, lambda *_: call.cancel())
+    try:
+        return _follow(call, name, announce)
+    finally:
+        # Leaving a stream half-read makes grpc hang at interpreter exit now and then:
+        # end the call and the channel before returning.
+        call.cancel()
+        client.close()
+
+
+def _follow(call: Any, name: str, announce: bool) -> int:
     last_status = ""
     try:
         for event in call:

@@ -44,6 +44,9 @@ async def serve(settings: ControllerSettings, store: Store) -> None:
     controller = Controller(settings, store, PlatformLookup(settings.image_lookup))
     server = grpc.aio.server(
         options=[
+            # Pings find agents whose machine vanished without closing the connection.
+            ("grpc.keepalive_time_ms", 20_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 5000),
         ]

@@ -227,3 +227,33 @@ commands: ["sleep 30"]
     assert again.stderr.strip() == "dstackctl: task twice is still active: stop it or choose another name"
     cluster.controller.ctl("stop", "--abort", "twice")
     cluster.controller.wait_status("twice", "stopped")
+
+
+def test_a_refused_task_moves_to_a_host_of_the_images_arch_and_never_loops(
+    cluster: Cluster, tmp_path: Path, qemu_aarch64: bool
+) -> None:
+    # A second agent told by the uname seam that it is arm64 stands in for an arm64 server.
+    # (It runs the arm64 image under this machine's qemu: only to prove the controller's retry.)
+    from tests.support.cluster import AgentProcess
+
+    # Its name sorts after "local", so on equal free capacity the amd64 host is tried first.
+    arm = AgentProcess(cluster.controller, tmp_path / "arm-agent", cluster.controller.token(), "zz-arm-host")
+    arm.env["DSTACK_AGENT_UNAME_M"] = "aarch64"
+    arm.start_and_wait_online()
+    try:
+        task = write_task(tmp_path / "task.yaml", """\
+type: task
+name: finds-its-arch
+image: dstack-test/busybox:arm64
+commands: ["uname -m"]
+""")
+        # No arch in the task and none from a registry (the mirror does not have it).
+        out = cluster.controller.ctl("submit", "-f", str(task))
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == "aarch64\n"
+        assert cluster.controller.task("finds-its-arch")["host"] == "zz-arm-host"
+        # It went to the amd64 host first, which refused it once; the controller then knew its arch.
+        refusals = [ln for ln in cluster.controller.log().splitlines() if "refused task finds-its-arch" in ln]
+        assert len(refusals) == 1 and "host local refused" in refusals[0]
+    finally:
+        arm.stop()
