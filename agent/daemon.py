@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,8 +18,10 @@ from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 
 from agent.backoff import Backoff
 from agent.config import AgentConfig
+from agent.facts import arch, disks
 from agent.facts.collect import collect
 from agent.facts.model import HostFacts
+from agent.facts.overrides import apply_overrides
 from agent.facts.sources import FactSources
 from agent.runtime.docker_runtime import DockerRuntime
 from agent.runtime.task_runner import TaskRunner
@@ -34,17 +37,8 @@ CHANNEL_OPTIONS = [
 ]
 
 
-class FatalError(Exception):
+class FatalError(ValueError):
     """The agent cannot go on (e.g. its credential was refused): exit status 1."""
-
-
-def apply_overrides(facts: HostFacts, config: AgentConfig) -> HostFacts:
-    """Operator settings in agent.yaml win over what was detected."""
-    facts.region = config.region or facts.region
-    facts.zone = config.zone or facts.zone
-    facts.fleet = config.fleet or facts.fleet
-    facts.labels = {**facts.labels, **config.labels}
-    return facts
 
 
 class Agent:
@@ -57,16 +51,21 @@ class Agent:
         self.backoff = Backoff(cap_s=reconnect_cap_s)
         self.runtime: DockerRuntime | None = None
         self.heartbeat_s = 10
+        self.redetect = asyncio.Event()  # set by SIGHUP
+        self.sent_facts: pb.HostFacts | None = None
 
     def facts(self) -> HostFacts:
-        root = self.runtime.data_root() if self.runtime else None
-        return apply_overrides(collect(self.sources, [root] if root else []), self.config)
+        root = self.runtime.data_root() if self.runtime else disks.configured_docker_root()
+        return apply_overrides(collect(self.sources, [root] if root else [], self.config.cloud), self.config)
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
         # Log followers and waits block a thread each for the life of a task.
-        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=256))
-        facts = collect(self.sources)
-        if facts.arch not in ("amd64", "arm64"):
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=256))
+        # SIGHUP re-detects the facts (a driver installed, a disk attached) without a restart.
+        loop.add_signal_handler(signal.SIGHUP, self.redetect.set)
+        facts = arch.detect(self.sources)
+        if not facts.supported:
             raise FatalError(f"unsupported architecture {facts.arch_raw!r}: dstack-agent runs on amd64 and arm64")
         if self.config.arch and self.config.arch != facts.arch:
             raise FatalError(
@@ -134,9 +133,10 @@ class Agent:
         outbox: asyncio.Queue[pb.AgentMessage] = asyncio.Queue()
         containers = await asyncio.to_thread(runtime.task_containers)
         facts = await asyncio.to_thread(self.facts)
-        outbox.put_nowait(
-            pb.AgentMessage(hello=pb.Hello(facts=facts.to_proto(AGENT_VERSION), container_task_ids=sorted(containers)))
-        )
+        self.sent_facts = facts.to_proto(AGENT_VERSION)
+        for warning in facts.warnings:
+            log.warning("facts: %s", warning)
+        outbox.put_nowait(pb.AgentMessage(hello=pb.Hello(facts=self.sent_facts, container_task_ids=sorted(containers))))
 
         async def outgoing() -> AsyncIterator[pb.AgentMessage]:
             while True:
@@ -145,6 +145,7 @@ class Agent:
         runners: dict[str, asyncio.Task[None]] = {}
         helpers: set[asyncio.Task[None]] = set()
         heartbeat: asyncio.Task[None] | None = None
+        watcher: asyncio.Task[None] | None = None
 
         def background(work: Awaitable[None]) -> None:
             t = asyncio.ensure_future(work)
@@ -162,6 +163,7 @@ class Agent:
                         self.backoff.reset()
                         self.heartbeat_s = msg.welcome.heartbeat_interval_s or 10
                         heartbeat = asyncio.ensure_future(self._heartbeats(outbox))
+                        watcher = asyncio.ensure_future(self._redetect_on_hup(outbox))
                         log.info("connected to %s as %s", self.config.controller, msg.welcome.host_name)
                     elif kind == "assign":
                         task_id = msg.assign.task_id
@@ -179,11 +181,23 @@ class Agent:
                             current.cancel()
                         background(asyncio.to_thread(runtime.remove, msg.release.task_id))
             finally:
-                if heartbeat is not None:
-                    heartbeat.cancel()
+                for loop_task in (heartbeat, watcher):
+                    if loop_task is not None:
+                        loop_task.cancel()
                 for t in runners.values():
                     t.cancel()
                 await asyncio.gather(*runners.values(), return_exceptions=True)
+
+    async def _redetect_on_hup(self, outbox: asyncio.Queue[pb.AgentMessage]) -> None:
+        while True:
+            await self.redetect.wait()
+            self.redetect.clear()
+            log.info("SIGHUP: detecting this host's facts again")
+            fresh = (await asyncio.to_thread(self.facts)).to_proto(AGENT_VERSION)
+            if fresh != self.sent_facts:
+                self.sent_facts = fresh
+                outbox.put_nowait(pb.AgentMessage(facts_update=fresh))
+                log.info("facts changed: sent to the controller")
 
     async def _heartbeats(self, outbox: asyncio.Queue[pb.AgentMessage]) -> None:
         while True:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
+import dataclasses
 import json
 import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from agent.config import AgentConfigError, default_state_dir, load_config
-from agent.daemon import Agent, FatalError, apply_overrides
+from agent.facts import disks
 from agent.facts.collect import collect
+from agent.facts.overrides import apply_overrides
 from agent.facts.sources import FactSources
 
 
@@ -34,8 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_facts(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    facts = apply_overrides(collect(FactSources.from_env()), config).to_json_dict()
-    if args.json:
+    root = disks.configured_docker_root()
+    found = apply_overrides(collect(FactSources.from_env(), [root] if root else [], config.cloud), config)
+    return print_facts(found.to_json_dict(), args.json)
+
+
+def print_facts(facts: dict[str, Any], as_json: bool) -> int:
+    if as_json:
         print(json.dumps(facts, indent=2))
         return 0
     cpu = facts["cpu"]
@@ -44,20 +51,38 @@ def cmd_facts(args: argparse.Namespace) -> int:
     print(f"memory:  {(facts['memory_bytes'] or 0) / 1024**3:.1f} GiB")
     for d in facts["disks"]:
         print(f"disk:    {d['path']} {d['size_bytes'] / 1024**3:.1f} GiB")
+    for n in facts["nvme"]:
+        print(f"nvme:    {n['name']} {n['model']} ({n['kind']}, {n['transport']}) {n['size_bytes'] / 1024**3:.1f} GiB")
+    for g in facts["gpus"]:
+        print(f"gpu:     {g['vendor']} {g['name']} {g['memory_bytes'] / 1024**3:.0f} GiB")
     print(f"emulate: {', '.join(facts['emulators']) or '-'} (emulated runs are refused regardless)")
+    cloud = facts["cloud"]
+    if cloud["provider"]:
+        spot = " spot" if cloud["spot"] else ""
+        print(f"cloud:   {cloud['provider']} {cloud['instance_type'] or '?'}{spot} ({cloud['instance_id'] or '?'})")
+    marks = {k: " (agent.yaml)" for k in facts["overridden"]}
+    print(f"region:  {facts['region'] or '-'}{marks.get('region', '')}")
+    print(f"zone:    {facts['zone'] or '-'}{marks.get('zone', '')}")
+    for warning in facts["warnings"]:
+        print(f"warning: {warning}")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # Imported here: grpc and the Docker SDK cost `facts` a tenth of a second it does not need.
+    from agent.daemon import Agent
+
     config = load_config(args.config)
     updates = {
         k: v for k, v in (("controller", args.controller), ("join_token", args.join_token), ("name", args.name)) if v
     }
-    config = config.model_copy(update=updates)
+    config = dataclasses.replace(config, **updates)
     state_dir = args.state_dir or default_state_dir()
     cap = float(os.environ.get("DSTACK_AGENT_RECONNECT_MAX_S", "10"))
     agent = Agent(config, state_dir, FactSources.from_env(), reconnect_cap_s=cap)
     try:
+        import asyncio
+
         asyncio.run(agent.run())
     except KeyboardInterrupt:
         return 130
@@ -76,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     except AgentConfigError as exc:
         print(f"dstack-agent: {exc}", file=sys.stderr)
         return 2
-    except (FatalError, ValueError) as exc:
+    except ValueError as exc:  # FatalError is one
         print(f"dstack-agent: {exc}", file=sys.stderr)
         return 1
 

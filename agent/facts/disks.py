@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
+
+DOCKER_DAEMON_JSON = Path("/etc/docker/daemon.json")
+DOCKER_DEFAULT_ROOT = Path("/var/lib/docker")
 
 
 @dataclass(frozen=True)
@@ -21,3 +26,14 @@ def detect(paths: list[str]) -> list[DiskFacts]:
         except OSError:
             continue
     return found
+
+
+def configured_docker_root(daemon_json: Path = DOCKER_DAEMON_JSON) -> str | None:
+    """The engine's data root without asking the engine (which may be down): its config, else the default."""
+    try:
+        root = json.loads(daemon_json.read_text()).get("data-root")
+        if isinstance(root, str) and root:
+            return root
+    except (OSError, ValueError, AttributeError):
+        pass
+    return str(DOCKER_DEFAULT_ROOT) if DOCKER_DEFAULT_ROOT.is_dir() else None

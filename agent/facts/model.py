@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dstack_hybrid.v1 import hybrid_pb2 as pb
+if TYPE_CHECKING:
+    from dstack_hybrid.v1 import hybrid_pb2 as pb
 
+from agent.facts.cloud.model import CloudFacts
 from agent.facts.cpu import CpuFacts
 from agent.facts.disks import DiskFacts
+from agent.facts.gpu import GpuFacts
+from agent.facts.nvme import NvmeFacts
+
+NO_CLOUD: dict[str, Any] = {
+    "provider": None, "region": None, "zone": None, "zone_id": None, "instance_type": None,
+    "instance_id": None, "spot": None, "hyperv_generation": None,
+}  # fmt: skip
 
 
 @dataclass
@@ -21,60 +30,69 @@ class HostFacts:
     disks: list[DiskFacts]
     emulators: list[str]
     hostname: str
-    # Filled by the Host facts work (NVMe, GPUs, cloud identity); empty until then.
-    nvme: list[dict[str, Any]] = field(default_factory=list)
-    gpus: list[dict[str, Any]] = field(default_factory=list)
-    cloud: dict[str, Any] | None = None
+    nvme: list[NvmeFacts] = field(default_factory=list)
+    gpus: list[GpuFacts] = field(default_factory=list)
+    cloud: CloudFacts | None = None
+    # Effective placement: an operator's agent.yaml wins over cloud metadata (see `overridden`).
     region: str | None = None
     zone: str | None = None
     fleet: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    overridden: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def to_json_dict(self) -> dict[str, Any]:
-        cloud = self.cloud or {
-            "provider": None,
-            "region": None,
-            "zone": None,
-            "zone_id": None,
-            "instance_type": None,
-            "instance_id": None,
-            "spot": None,
-            "hyperv_generation": None,
-        }
         return {
             "arch": self.arch,
             "arch_raw": self.arch_raw,
             "cpu": {k: v for k, v in dataclasses.asdict(self.cpu).items() if k != "flags"},
             "memory_bytes": self.memory_bytes,
             "disks": [dataclasses.asdict(d) for d in self.disks],
-            "nvme": self.nvme,
-            "gpus": self.gpus,
+            "nvme": [n.to_dict() for n in self.nvme],
+            "gpus": [g.to_dict() for g in self.gpus],
             "emulators": self.emulators,
-            "cloud": cloud,
+            "cloud": self.cloud.to_dict() if self.cloud else dict(NO_CLOUD),
             "region": self.region,
             "zone": self.zone,
             "labels": self.labels,
+            "fleet": self.fleet,
             "hostname": self.hostname,
+            "overridden": self.overridden,
+            "warnings": self.warnings,
         }
 
     def to_proto(self, agent_version: str) -> pb.HostFacts:
+        from dstack_hybrid.v1 import hybrid_pb2 as pb  # protobuf is not needed to print facts
+
+        cloud = self.cloud
         return pb.HostFacts(
             arch=self.arch,
             arch_raw=self.arch_raw,
             cpu=pb.CpuInfo(
-                vendor=self.cpu.vendor or "",
-                model=self.cpu.model or "",
-                cores=self.cpu.cores or 0,
-                threads=self.cpu.threads or 0,
-                flags=self.cpu.flags,
+                vendor=self.cpu.vendor or "", model=self.cpu.model or "", cores=self.cpu.cores or 0,
+                threads=self.cpu.threads or 0, flags=self.cpu.flags,
             ),
             memory_bytes=self.memory_bytes or 0,
             disks=[pb.Disk(path=d.path, size_bytes=d.size_bytes) for d in self.disks],
+            nvme=[
+                pb.NvmeDevice(name=n.name, model=n.model, serial=n.serial, transport=n.transport,
+                              size_bytes=n.size_bytes, kind=n.kind)
+                for n in self.nvme
+            ],
+            gpus=[pb.Gpu(vendor=g.vendor, name=g.name, memory_bytes=g.memory_bytes) for g in self.gpus],
             emulators=self.emulators,
+            cloud=pb.CloudIdentity(
+                provider=cloud.provider, region=cloud.region or "", zone=cloud.zone or "",
+                zone_id=cloud.zone_id or "", instance_type=cloud.instance_type or "",
+                instance_id=cloud.instance_id or "", spot=bool(cloud.spot),
+                hyperv_generation=cloud.hyperv_generation or "",
+            ) if cloud else None,
             region=self.region or "",
             zone=self.zone or "",
             labels=self.labels,
             hostname=self.hostname,
             agent_version=agent_version,
             fleet=self.fleet or "",
-        )
+            overridden=self.overridden,
+            warnings=self.warnings,
+        )  # fmt: skip

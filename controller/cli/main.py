@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
+from google.protobuf import json_format
 
 from controller.cli import format as fmt
 from controller.cli.errors import CommandError, UsageError
@@ -191,49 +192,57 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------- hosts
+def gpu_text(facts: pb.HostFacts) -> str:
+    """`2xA100-SXM4-80GB (80GB)`, grouping identical GPUs."""
+    groups: dict[tuple[str, int], int] = {}
+    for g in facts.gpus:
+        groups[(g.name, g.memory_bytes)] = groups.get((g.name, g.memory_bytes), 0) + 1
+    return ", ".join(f"{n}x{name} ({fmt.size(mem)})" for (name, mem), n in groups.items()) or "-"
+
+
+def nvme_text(facts: pb.HostFacts) -> str:
+    return ", ".join(f"{n.name}:{n.kind}:{fmt.size(n.size_bytes)}" for n in facts.nvme) or "-"
+
+
+def overridden(value: str, key: str, facts: pb.HostFacts) -> str:
+    """Marks a value an operator set in agent.yaml, so nobody mistakes it for detected."""
+    return f"{value} (agent.yaml)" if value and key in facts.overridden else (value or "-")
+
+
+def host_json(h: pb.Host) -> dict[str, Any]:
+    facts = json_format.MessageToDict(
+        h.facts, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    return {
+        "name": h.name, "arch": h.arch, "zone": h.zone or None, "region": h.region or None, "status": h.status,
+        "id": h.id, "cpu_total": h.cpu_total, "cpu_used": h.cpu_used, "memory_total_bytes": h.memory_total_bytes,
+        "memory_used_bytes": h.memory_used_bytes, "tasks": h.tasks, "last_seen": h.last_seen_ms,
+        "gpus": facts["gpus"], "emulators": facts["emulators"], "facts": facts,
+    }  # fmt: skip
+
+
 def cmd_hosts(args: argparse.Namespace) -> int:
     client = Client(args)
     hosts = client.call(client.stub.ListHosts, pb.ListHostsRequest()).hosts
-    rows, json_rows = [], []
+    rows = []
     for h in hosts:
         f = h.facts
-        rows.append(
-            {
-                "NAME": h.name,
-                "ARCH": h.arch,
-                "CPU": f"{fmt.cpus(h.cpu_used)}/{fmt.cpus(h.cpu_total)}",
-                "MEMORY": f"{fmt.size(h.memory_used_bytes)}/{fmt.size(h.memory_total_bytes)}",
-                "REGION": h.region or "-",
-                "ZONE": h.zone or "-",
-                "STATUS": h.status,
-                "TASKS": str(h.tasks),
-                "LAST SEEN": fmt.ago(h.last_seen_ms),
-                "ID": h.id,
-                "CPU MODEL": f.cpu.model or "-",
-                "EMULATORS": ",".join(f.emulators) or "-",
-            }
-        )
-        json_rows.append(
-            {
-                "name": h.name,
-                "arch": h.arch,
-                "zone": h.zone or None,
-                "region": h.region or None,
-                "status": h.status,
-                "id": h.id,
-                "cpu_total": h.cpu_total,
-                "cpu_used": h.cpu_used,
-                "memory_total_bytes": h.memory_total_bytes,
-                "memory_used_bytes": h.memory_used_bytes,
-                "tasks": h.tasks,
-                "last_seen": h.last_seen_ms,
-                "emulators": list(f.emulators),
-            }
-        )
-    headers = ["NAME", "ARCH", "CPU", "MEMORY", "REGION", "ZONE", "STATUS", "TASKS"]
+        rows.append({
+            "NAME": h.name, "ARCH": h.arch, "CPU": f"{fmt.cpus(h.cpu_used)}/{fmt.cpus(h.cpu_total)}",
+            "MEMORY": f"{fmt.size(h.memory_used_bytes)}/{fmt.size(h.memory_total_bytes)}", "GPU": gpu_text(f),
+            "ZONE": overridden(h.zone, "zone", f), "STATUS": h.status, "TASKS": str(h.tasks), "ID": h.id,
+            "CPU MODEL": f.cpu.model or "-", "NVME": nvme_text(f), "CLOUD": f.cloud.provider or "-",
+            "REGION": overridden(h.region, "region", f), "INSTANCE TYPE": f.cloud.instance_type or "-",
+            "SPOT": ("yes" if f.cloud.spot else "no") if f.cloud.provider else "-",
+            "EMULATORS": ",".join(f.emulators) or "-",
+            "LABELS": ",".join(f"{k}={v}" for k, v in sorted(f.labels.items())) or "-",
+            "LAST SEEN": fmt.ago(h.last_seen_ms),
+        })  # fmt: skip
+    headers = ["NAME", "ARCH", "CPU", "MEMORY", "GPU", "ZONE", "STATUS", "TASKS"]
     if args.verbose:
-        headers = ["ID", *headers, "CPU MODEL", "EMULATORS", "LAST SEEN"]
-    emit(rows, headers, args.json, json_rows)
+        headers = ["ID", *headers, "CPU MODEL", "NVME", "CLOUD", "REGION", "INSTANCE TYPE", "SPOT", "EMULATORS",
+                   "LABELS", "LAST SEEN"]  # fmt: skip
+    emit(rows, headers, args.json, [host_json(h) for h in hosts])
     return 0
 
 

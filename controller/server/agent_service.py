@@ -82,7 +82,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
         if first is None or not first.HasField("hello"):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the first message must be hello")
             return
-        host = self._apply_hello(host, first.hello)
+        host = self._apply_facts(host, first.hello.facts)
         session = AgentSession(host.id, last_seen=self.c.clock())
         self.c.sessions.attach(session)
         log.info("host %s connected", host.name)
@@ -116,9 +116,9 @@ class AgentService(pb_grpc.AgentServiceServicer):
             log.info("host %s disconnected", host.name)
             self.c.wake()
 
-    def _apply_hello(self, host: HostRecord, hello: pb.Hello) -> HostRecord:
-        host.facts_json = facts_json(hello.facts)
-        host.region, host.zone = hello.facts.region, hello.facts.zone
+    def _apply_facts(self, host: HostRecord, facts: pb.HostFacts) -> HostRecord:
+        host.facts_json = facts_json(facts)
+        host.region, host.zone = facts.region, facts.zone
         host.last_seen = self.c.clock()
         self.c.store.update_host(host)
         return host
@@ -132,6 +132,10 @@ class AgentService(pb_grpc.AgentServiceServicer):
                 kind = message.WhichOneof("body")
                 if kind == "heartbeat":
                     self.c.store.touch_host(host.id, session.last_seen)
+                elif kind == "facts_update":
+                    host = self._apply_facts(host, message.facts_update)
+                    log.info("host %s sent new facts", host.name)
+                    self.c.wake()  # a new GPU or more memory may fit a pending task
                 elif kind == "log":
                     self._store_logs(message.log)
                 elif kind == "task_event":

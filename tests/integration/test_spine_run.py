@@ -241,12 +241,15 @@ def test_a_refused_task_moves_to_a_host_of_the_images_arch_and_never_loops(
     arm.env["DSTACK_AGENT_UNAME_M"] = "aarch64"
     arm.start_and_wait_online()
     try:
-        task = write_task(tmp_path / "task.yaml", """\
+        task = write_task(
+            tmp_path / "task.yaml",
+            """\
 type: task
 name: finds-its-arch
 image: dstack-test/busybox:arm64
 commands: ["uname -m"]
-""")
+""",
+        )
         # No arch in the task and none from a registry (the mirror does not have it).
         out = cluster.controller.ctl("submit", "-f", str(task))
         assert out.returncode == 0, out.stderr

@@ -160,7 +160,7 @@ class AgentProcess(Process):
         ]
         if join_token:
             args += ["--join-token", join_token]
-        (state_dir.parent / "no-agent.yaml").write_text("{}\n")
+        (state_dir.parent / "no-agent.yaml").write_text("cloud: off\n")  # tests never ask a metadata service
         super().__init__(args, state_dir.parent / f"{state_dir.name}.log", env)
 
     def start_and_wait_online(self) -> None:

@@ -75,7 +75,7 @@ def x86_tree(tmp_path: Path) -> FactSources:
     write(binfmt / "register", "")
     write(binfmt / "status", "enabled\n")
     sysfs.mkdir()
-    return FactSources(sysfs=sysfs, procfs=procfs, machine="x86_64")
+    return FactSources(sysfs=sysfs, procfs=procfs, machine="x86_64", path="")  # no GPU tools of this machine
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ def arm_tree(tmp_path: Path) -> FactSources:
     write(procfs / "cpuinfo", ARM_CPUINFO)
     write(procfs / "meminfo", "MemTotal:        4096000 kB\n")
     sysfs.mkdir()
-    return FactSources(sysfs=sysfs, procfs=procfs, machine="aarch64")
+    return FactSources(sysfs=sysfs, procfs=procfs, machine="aarch64", path="")
 
 
 # ---------------------------------------------------------------- cpu
@@ -106,10 +106,10 @@ def test_core_ids_repeat_across_sockets(tmp_path: Path) -> None:
     assert (facts.cores, facts.threads) == (2, 2)
 
 
-def test_arm64_cpu_has_implementer_and_no_model(arm_tree: FactSources) -> None:
+def test_arm64_cpu_is_named_from_implementer_and_part(arm_tree: FactSources) -> None:
     facts = cpu.detect(arm_tree)
-    assert facts.vendor == "implementer 0x41"
-    assert facts.model is None
+    assert facts.vendor == "ARM"
+    assert facts.model == "Neoverse-N1"
     assert facts.threads == 4
     assert facts.cores == 4  # no core ids and no topology: one core per logical CPU
     assert "asimd" in facts.flags and "atomics" in facts.flags
@@ -269,14 +269,14 @@ def test_collect_json_has_every_documented_key(x86_tree: FactSources, tmp_path: 
 def test_collect_on_arm64_tree(arm_tree: FactSources) -> None:
     out = collect.collect(arm_tree, ["/"]).to_json_dict()
     assert (out["arch"], out["arch_raw"]) == ("arm64", "aarch64")
-    assert out["cpu"] == {"vendor": "implementer 0x41", "model": None, "cores": 4, "threads": 4}
+    assert out["cpu"] == {"vendor": "ARM", "model": "Neoverse-N1", "cores": 4, "threads": 4}
     assert out["memory_bytes"] == 4096000 * 1024
     assert out["emulators"] == []
     assert [d["path"] for d in out["disks"]] == ["/"]  # repeats dropped
 
 
 def test_collect_to_proto_maps_unknowns_to_zero_values(tmp_path: Path) -> None:
-    sources = FactSources(sysfs=tmp_path / "s", procfs=tmp_path / "p", machine="aarch64")
+    sources = FactSources(sysfs=tmp_path / "s", procfs=tmp_path / "p", machine="aarch64", path="")
     facts = collect.collect(sources)
     facts.region, facts.labels = "eu", {"rack": "4"}
     msg = facts.to_proto("1.2.3")

@@ -100,7 +100,7 @@ class CloudIdentity(_message.Message):
     def __init__(self, provider: _Optional[str] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., zone_id: _Optional[str] = ..., instance_type: _Optional[str] = ..., instance_id: _Optional[str] = ..., spot: _Optional[bool] = ..., hyperv_generation: _Optional[str] = ...) -> None: ...
 
 class HostFacts(_message.Message):
-    __slots__ = ("arch", "arch_raw", "cpu", "memory_bytes", "disks", "nvme", "gpus", "emulators", "cloud", "region", "zone", "labels", "hostname", "agent_version", "fleet")
+    __slots__ = ("arch", "arch_raw", "cpu", "memory_bytes", "disks", "nvme", "gpus", "emulators", "cloud", "region", "zone", "labels", "hostname", "agent_version", "fleet", "overridden", "warnings")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -123,6 +123,8 @@ class HostFacts(_message.Message):
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     FLEET_FIELD_NUMBER: _ClassVar[int]
+    OVERRIDDEN_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     arch: str
     arch_raw: str
     cpu: CpuInfo
@@ -138,7 +140,9 @@ class HostFacts(_message.Message):
     hostname: str
     agent_version: str
     fleet: str
-    def __init__(self, arch: _Optional[str] = ..., arch_raw: _Optional[str] = ..., cpu: _Optional[_Union[CpuInfo, _Mapping]] = ..., memory_bytes: _Optional[int] = ..., disks: _Optional[_Iterable[_Union[Disk, _Mapping]]] = ..., nvme: _Optional[_Iterable[_Union[NvmeDevice, _Mapping]]] = ..., gpus: _Optional[_Iterable[_Union[Gpu, _Mapping]]] = ..., emulators: _Optional[_Iterable[str]] = ..., cloud: _Optional[_Union[CloudIdentity, _Mapping]] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., hostname: _Optional[str] = ..., agent_version: _Optional[str] = ..., fleet: _Optional[str] = ...) -> None: ...
+    overridden: _containers.RepeatedScalarFieldContainer[str]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, arch: _Optional[str] = ..., arch_raw: _Optional[str] = ..., cpu: _Optional[_Union[CpuInfo, _Mapping]] = ..., memory_bytes: _Optional[int] = ..., disks: _Optional[_Iterable[_Union[Disk, _Mapping]]] = ..., nvme: _Optional[_Iterable[_Union[NvmeDevice, _Mapping]]] = ..., gpus: _Optional[_Iterable[_Union[Gpu, _Mapping]]] = ..., emulators: _Optional[_Iterable[str]] = ..., cloud: _Optional[_Union[CloudIdentity, _Mapping]] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., hostname: _Optional[str] = ..., agent_version: _Optional[str] = ..., fleet: _Optional[str] = ..., overridden: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RegisterRequest(_message.Message):
     __slots__ = ("join_token", "facts", "name")
@@ -161,16 +165,18 @@ class RegisterResponse(_message.Message):
     def __init__(self, host_id: _Optional[str] = ..., host_name: _Optional[str] = ..., credential: _Optional[str] = ...) -> None: ...
 
 class AgentMessage(_message.Message):
-    __slots__ = ("hello", "heartbeat", "task_event", "log")
+    __slots__ = ("hello", "heartbeat", "task_event", "log", "facts_update")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     TASK_EVENT_FIELD_NUMBER: _ClassVar[int]
     LOG_FIELD_NUMBER: _ClassVar[int]
+    FACTS_UPDATE_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     heartbeat: Heartbeat
     task_event: TaskEvent
     log: LogChunk
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., task_event: _Optional[_Union[TaskEvent, _Mapping]] = ..., log: _Optional[_Union[LogChunk, _Mapping]] = ...) -> None: ...
+    facts_update: HostFacts
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., task_event: _Optional[_Union[TaskEvent, _Mapping]] = ..., log: _Optional[_Union[LogChunk, _Mapping]] = ..., facts_update: _Optional[_Union[HostFacts, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("facts", "container_task_ids")

@@ -1,0 +1,183 @@
+"""The agent's TLS identity: its own key (made here, never sent anywhere), the CSR the controller signs,
+and the short-lived certificate it gets back, renewed well before it expires.
+
+Files in the state dir: host.key (0600, created once), host.crt and ca.crt (0644)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from datetime import datetime, timezone
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+KEY_FILE = "host.key"
+CERT_FILE = "host.crt"
+CA_FILE = "ca.crt"
+RENEW_AT_FRACTION = 2 / 3
+
+
+def _fsync_dir(directory: Path) -> None:
+    # The rename is durable only once the directory entry is; some filesystems cannot fsync a directory.
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_temp(path: Path, data: bytes, mode: int) -> Path:
+    """A temp file beside `path`, created with `mode` from the start (O_EXCL: nothing planted is followed)."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)  # exact mode whatever the umask
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return tmp
+
+
+def _replace_atomic(path: Path, data: bytes, mode: int) -> None:
+    """A crash leaves the old file or the new one, never half of one."""
+    tmp = _write_temp(path, data, mode)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _create_once(path: Path, data: bytes, mode: int) -> bool:
+    """Puts `data` at `path` unless something is already there; True if this call created it.
+
+    link(2) fails when the target exists, so of two agents racing on one state dir exactly one key wins
+    and neither overwrites the other's (a rename would)."""
+    tmp = _write_temp(path, data, mode)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    except OSError:
+        # A filesystem without hard links (some FUSE or SMB mounts): fall back to a rename, which only
+        # a writer racing us within this instant could overwrite.
+        if path.exists():
+            return False
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    _fsync_dir(path.parent)
+    return True
+
+
+def _state_dir(state_dir: Path) -> Path:
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return state_dir
+
+
+def _load_key(key_pem: bytes, where: Path) -> ec.EllipticCurvePrivateKey:
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"cannot read {where}: {exc}") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{where} holds a {type(key).__name__}, not an EC key")
+    return key
+
+
+def load_or_create_key(state_dir: Path) -> bytes:
+    """The host's private key PEM; generated (ECDSA P-256) on first call and never rewritten after.
+
+    Keeping the key across renewals and re-registrations is what lets the certificate change while
+    the identity proof (possession of this key) does not; it never leaves this host."""
+    path = _state_dir(state_dir) / KEY_FILE
+    if not path.exists():
+        key = ec.generate_private_key(ec.SECP256R1())
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        if _create_once(path, pem, 0o600):
+            return pem
+    pem = path.read_bytes()
+    _load_key(pem, path)  # a corrupt key file fails here with its path, not later inside a TLS library
+    return pem
+
+
+def make_csr(key_pem: bytes, hostname: str) -> bytes:
+    """A CSR proving possession of the key. The CN is only a hint for people reading logs: the
+    controller ignores the subject and names the certificate after the host id it assigned."""
+    key = _load_key(key_pem, Path(KEY_FILE))
+    # CN is capped at 64 characters; a long FQDN must not make registration fail.
+    cn = hostname.strip()[:64] or "dstack-agent"
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .sign(key, hashes.SHA256())
+    )
+    return csr.public_bytes(serialization.Encoding.PEM)
+
+
+def save_certificate(state_dir: Path, cert_pem: bytes, ca_pem: bytes) -> None:
+    """Stores a certificate from the controller and the CA that signed it (both 0644, atomically).
+
+    Checked first, so a bad reply can never replace a working certificate: both must parse, the CA
+    must have signed the certificate, and the certificate must be for this host's key."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        ca = x509.load_pem_x509_certificate(ca_pem)
+    except ValueError as exc:
+        raise ValueError(f"not a PEM certificate: {exc}") from None
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        raise ValueError("the certificate was not issued by the given CA") from None
+    state_dir = _state_dir(state_dir)
+    key_path = state_dir / KEY_FILE
+    if key_path.exists():
+        key = _load_key(key_path.read_bytes(), key_path)
+        spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        cert_key = cert.public_key()
+        if not isinstance(cert_key, ec.EllipticCurvePublicKey) or (
+            cert_key.public_bytes(*spki) != key.public_key().public_bytes(*spki)
+        ):
+            raise ValueError(f"the certificate is not for the key in {key_path}")
+    # The CA first: it does not change in practice, and a new host.crt must never sit beside a stale CA.
+    _replace_atomic(state_dir / CA_FILE, ca_pem, 0o644)
+    _replace_atomic(state_dir / CERT_FILE, cert_pem, 0o644)
+
+
+def load_certificate(state_dir: Path) -> tuple[bytes, bytes] | None:
+    """(host cert PEM, CA PEM), or None until both have been saved."""
+    try:
+        return (state_dir / CERT_FILE).read_bytes(), (state_dir / CA_FILE).read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def needs_renewal(cert_pem: bytes, now: datetime, fraction: float = RENEW_AT_FRACTION) -> bool:
+    """True once `fraction` of the certificate's validity has passed (or it has expired).
+
+    Renewing at 2/3 leaves a third of the lifetime to retry through a controller restart or an
+    outage before the certificate, and with it the host's access, runs out."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], not {fraction}")
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=timezone.utc)  # naive means UTC, as cryptography itself reads naive times
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    return now >= start + (end - start) * fraction
