@@ -32,6 +32,7 @@ fi
 
 bash packaging/dev-setup.sh
 stop_started  # a second run starts afresh instead of fighting over the port
+rm -rf "$qs/controller" "$qs/agent"  # and with a new controller, CA and host: a demo, not a deployment
 
 # A Docker engine: the one that answers, else the system service, else a dockerd of our own.
 if ! docker info >/dev/null 2>&1; then
@@ -62,8 +63,10 @@ for _ in $(seq 50); do [ -s "$qs/controller/admin-token" ] && break; sleep 0.2; 
 export DSTACK_CONTROLLER="$listen"
 DSTACK_TOKEN=$(cat "$qs/controller/admin-token")
 export DSTACK_TOKEN
+export DSTACK_CA_FILE="$qs/controller/pki/ca.crt"  # the controller's own CA, made on its first start
 
-# The agent, registering once with a fresh single-use join token.
+# The agent, registering once with a fresh single-use join token. The token pins the controller's
+# CA, so the agent checks the controller's certificate before it sends the token.
 token=$(.venv/bin/dstack-controller token create --data-dir "$qs/controller" --ttl 10m)
 echo "quickstart: starting dstack-agent (log: $qs/agent.log)"
 .venv/bin/dstack-agent run --controller "$listen" --join-token "$token" --state-dir "$qs/agent" \
@@ -86,7 +89,7 @@ quickstart: running now (pids in $qs/*.pid):
   dstack-controller  pid $(cat "$qs/controller.pid"), data in $qs/controller
   dstack-agent       pid $(cat "$qs/agent.pid"), state in $qs/agent$( [ -f "$qs/dockerd.pid" ] && printf '\n  dockerd            pid %s' "$(cat "$qs/dockerd.pid")")
 Try it yourself:
-  export DSTACK_CONTROLLER=$listen DSTACK_TOKEN=\$(cat $qs/controller/admin-token)
+  export DSTACK_CONTROLLER=$listen DSTACK_TOKEN=\$(cat $qs/controller/admin-token) DSTACK_CA_FILE=$qs/controller/pki/ca.crt
   .venv/bin/dstackctl submit -f packaging/examples/hello.yaml --name again
 Stop everything it started:  ./quickstart.sh --stop
 MSG

@@ -32,6 +32,7 @@ class AgentConfig:
     cloud: str = "auto"  # auto | off | aws | azure | gcp
     docker_host: str | None = None
     name: str | None = None
+    insecure: bool = False  # plaintext to a controller started with --insecure
 
 
 _STRINGS = ("controller", "join_token", "fleet", "region", "zone", "docker_host", "name")
@@ -59,6 +60,10 @@ def _validate(data: dict[Any, Any], file: Path) -> AgentConfig:
                 value = "off"
             if value not in CLOUD_MODES:
                 raise AgentConfigError(f"invalid cloud in {file}: {value!r} is not one of {', '.join(CLOUD_MODES)}")
+            values[key] = value
+        elif key == "insecure":
+            if not isinstance(value, bool):
+                raise AgentConfigError(f"invalid insecure in {file}: expected true or false")
             values[key] = value
         elif key == "labels":
             if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):

@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from pathlib import Path
 
 import docker.errors
@@ -23,10 +26,14 @@ from agent.facts.collect import collect
 from agent.facts.model import HostFacts
 from agent.facts.overrides import apply_overrides
 from agent.facts.sources import FactSources
+from agent.identity import load_certificate, load_or_create_key, make_csr, needs_renewal, save_certificate
 from agent.runtime.docker_runtime import DockerRuntime
 from agent.runtime.task_runner import TaskRunner
 from agent.state import Credential, load_credential, save_credential
 from agent.version import AGENT_VERSION
+from controller.pki.ca import cert_not_after
+from controller.pki.discovery import CONTROLLER_SAN, CAMismatchError, discover_ca, split_address
+from controller.tokens import TokenFormatError, parse_token
 
 log = logging.getLogger("dstack.agent")
 
@@ -52,6 +59,7 @@ class Agent:
         self.runtime: DockerRuntime | None = None
         self.heartbeat_s = 10
         self.redetect = asyncio.Event()  # set by SIGHUP
+        self.cert_pem: bytes | None = None
         self.sent_facts: pb.HostFacts | None = None
 
     def facts(self) -> HostFacts:
@@ -98,14 +106,26 @@ class Agent:
                 "no host credential yet and no join token: pass --join-token or set DSTACK_JOIN_TOKEN "
                 "(needed once, for the first registration)"
             )
+        try:
+            pinned = parse_token(token).ca_fingerprint
+        except TokenFormatError:
+            raise FatalError("the join token is malformed: expected dstack1.<ca-sha256>.<id>.<secret>") from None
         facts = self.facts()
+        csr = b"" if self.config.insecure else make_csr(load_or_create_key(self.state_dir), facts.hostname)
         while True:
-            async with grpc.aio.insecure_channel(self.config.controller, options=CHANNEL_OPTIONS) as channel:
+            try:
+                ca_pem = b"" if self.config.insecure else await self._discover_ca(pinned)
+            except OSError as exc:
+                delay = self.backoff.next_delay()
+                log.warning("cannot reach %s (%s); retrying in %.1fs", self.config.controller, exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            async with self._channel(self.config.controller, ca_pem) as channel:
                 stub = pb_grpc.AgentServiceStub(channel)
                 try:
                     resp = await stub.Register(
                         pb.RegisterRequest(
-                            join_token=token, facts=facts.to_proto(AGENT_VERSION), name=self.config.name or ""
+                            join_token=token, facts=facts.to_proto(AGENT_VERSION), name=self.config.name or "", csr=csr
                         ),
                         timeout=30,
                     )
@@ -121,11 +141,52 @@ class Agent:
                     )
                     await asyncio.sleep(delay)
                     continue
-            cred = Credential(resp.host_id, resp.host_name, resp.credential, self.config.controller)
+            if not self.config.insecure:
+                save_certificate(self.state_dir, resp.certificate, resp.ca_certificate)
+            cred = Credential(resp.host_id, resp.host_name, resp.credential, self.config.controller, resp.agent_port)
             save_credential(self.state_dir, cred)
             self.backoff.reset()
             log.info("registered as %s (%s); credential saved in %s", cred.host_name, cred.host_id, self.state_dir)
             return cred
+
+    async def _discover_ca(self, pinned: str) -> bytes:
+        """The controller's CA, checked against the join token's pin before any secret is sent."""
+        try:
+            return await asyncio.to_thread(discover_ca, self.config.controller, pinned)
+        except CAMismatchError as exc:
+            raise FatalError(f"{exc}; refusing to send the join token") from None
+        except ssl.SSLError as exc:
+            raise FatalError(
+                f"{self.config.controller} does not speak TLS ({exc.reason}); if the controller runs with "
+                "--insecure, start the agent with insecure: true"
+            ) from None
+
+    def _channel(
+        self, address: str, ca_pem: bytes, key_pem: bytes | None = None, cert_pem: bytes | None = None
+    ) -> grpc.aio.Channel:
+        if self.config.insecure:
+            return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        creds = grpc.ssl_channel_credentials(root_certificates=ca_pem, private_key=key_pem, certificate_chain=cert_pem)
+        # Whatever address was dialled, the certificate must name the controller and chain to the pinned CA.
+        options = [*CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", CONTROLLER_SAN)]
+        return grpc.aio.secure_channel(address, creds, options=options)
+
+    def _stream_channel(self, cred: Credential) -> tuple[grpc.aio.Channel, tuple[tuple[str, str], ...]]:
+        """The channel and call metadata for the agent's stream."""
+        if self.config.insecure:
+            return self._channel(self.config.controller, b""), (("authorization", f"Bearer {cred.credential}"),)
+        found = load_certificate(self.state_dir)
+        if found is None:
+            raise FatalError(
+                f"no host certificate in {self.state_dir}: delete credential.json there and register again"
+            )
+        cert_pem, ca_pem = found
+        self.cert_pem = cert_pem
+        host, _ = split_address(self.config.controller)
+        host = f"[{host}]" if ":" in host else host
+        address = f"{host}:{cred.agent_port}"
+        key_pem = load_or_create_key(self.state_dir)
+        return self._channel(address, ca_pem, key_pem, cert_pem), ()
 
     async def _session(self, cred: Credential) -> None:
         assert self.runtime is not None
@@ -136,7 +197,11 @@ class Agent:
         self.sent_facts = facts.to_proto(AGENT_VERSION)
         for warning in facts.warnings:
             log.warning("facts: %s", warning)
-        outbox.put_nowait(pb.AgentMessage(hello=pb.Hello(facts=self.sent_facts, container_task_ids=sorted(containers))))
+        outbox.put_nowait(
+            pb.AgentMessage(
+                hello=pb.Hello(facts=self.sent_facts, container_task_ids=sorted(containers), host_id=cred.host_id)
+            )
+        )
 
         async def outgoing() -> AsyncIterator[pb.AgentMessage]:
             while True:
@@ -152,10 +217,9 @@ class Agent:
             helpers.add(t)
             t.add_done_callback(helpers.discard)
 
-        async with grpc.aio.insecure_channel(self.config.controller, options=CHANNEL_OPTIONS) as channel:
-            call = pb_grpc.AgentServiceStub(channel).Connect(
-                outgoing(), metadata=(("authorization", f"Bearer {cred.credential}"),)
-            )
+        channel, metadata = self._stream_channel(cred)
+        async with channel:
+            call = pb_grpc.AgentServiceStub(channel).Connect(outgoing(), metadata=metadata)
             try:
                 async for msg in call:
                     kind = msg.WhichOneof("body")
@@ -175,6 +239,8 @@ class Agent:
                         background(
                             asyncio.to_thread(runtime.stop, msg.stop.task_id, msg.stop.grace_s or 10, msg.stop.abort)
                         )
+                    elif kind == "certificate":
+                        await asyncio.to_thread(self._store_renewed, msg.certificate.certificate)
                     elif kind == "release":
                         current = runners.pop(msg.release.task_id, None)
                         if current is not None:
@@ -203,3 +269,25 @@ class Agent:
         while True:
             await asyncio.sleep(self.heartbeat_s)
             outbox.put_nowait(pb.AgentMessage(heartbeat=pb.Heartbeat(sent_at_ms=int(time.time() * 1000))))
+            self._maybe_renew(outbox)
+
+    def _maybe_renew(self, outbox: asyncio.Queue[pb.AgentMessage]) -> None:
+        """Asks for the next certificate once two thirds of this one's life are gone (and again
+        at every heartbeat until it comes), so a restart never meets an expired certificate."""
+        if self.config.insecure or self.cert_pem is None:
+            return
+        if needs_renewal(self.cert_pem, datetime.now(timezone.utc)):
+            csr = make_csr(load_or_create_key(self.state_dir), socket.gethostname())
+            outbox.put_nowait(pb.AgentMessage(renew=pb.RenewCertificate(csr=csr)))
+
+    def _store_renewed(self, cert_pem: bytes) -> None:
+        found = load_certificate(self.state_dir)
+        if found is None:
+            return
+        try:
+            save_certificate(self.state_dir, cert_pem, found[1])
+        except ValueError as exc:  # not for our key, or not from our CA: keep the one we have
+            log.warning("ignored a renewed certificate: %s", exc)
+            return
+        self.cert_pem = cert_pem
+        log.info("host certificate renewed; valid until %s", cert_not_after(cert_pem).isoformat())

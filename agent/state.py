@@ -1,4 +1,5 @@
-"""The agent's state dir: its host credential, kept 0600 after the first registration."""
+"""The agent's state dir: who it is (credential.json, 0600) after the first registration.
+Its key and certificates sit beside it (agent/identity.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from pathlib import Path
 class Credential:
     host_id: str
     host_name: str
-    credential: str
+    credential: str  # bearer secret, only with --insecure; "" with TLS (the certificate is the credential)
     controller: str
+    agent_port: int = 0  # where the controller takes the stream (mutual TLS)
 
 
 def credential_path(state_dir: Path) -> Path:

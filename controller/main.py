@@ -11,8 +11,16 @@ import time
 from pathlib import Path
 
 from controller.images.platforms import LookupSettings
-from controller.settings import DEFAULT_LISTEN, ControllerSettings, default_data_dir, default_database_url
+from controller.pki.discovery import split_address
+from controller.settings import (
+    DEFAULT_LISTEN,
+    ControllerSettings,
+    default_agent_listen,
+    default_data_dir,
+    default_database_url,
+)
 from controller.store import Store, StoreURLError, open_store
+from controller.tls import load_ca
 from controller.tokens import create_token, parse_duration
 
 
@@ -28,6 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the controller")
     _data_args(serve)
     serve.add_argument("--listen", default=os.environ.get("DSTACK_CONTROLLER_LISTEN", DEFAULT_LISTEN))
+    serve.add_argument(
+        "--agent-listen",
+        default=os.environ.get("DSTACK_CONTROLLER_AGENT_LISTEN", ""),
+        help="agents' streams, mutual TLS (default: the --listen port plus one)",
+    )
+    serve.add_argument("--insecure", action="store_true", help="plaintext gRPC, no TLS (warns at every start)")
+    serve.add_argument("--host-cert-validity", default="24h", help="lifetime of host certificates")
+    serve.add_argument("--tls-san", action="append", default=[], help="another name or IP for the server certificate")
     serve.add_argument("--host-grace", default="40s", help="hosts not heard from for this long are offline")
     serve.add_argument("--heartbeat-interval", default="10s", help="how often agents send a heartbeat")
     serve.add_argument("--stop-grace", default="10s", help="SIGTERM, then SIGKILL after this long")
@@ -84,20 +100,29 @@ def _duration(text: str, flag: str) -> float:
 def cmd_serve(args: argparse.Namespace) -> int:
     from controller.server.app import ensure_admin_token, serve
 
-    settings_probe = (
-        _duration(args.host_grace, "--host-grace"),
-        _duration(args.heartbeat_interval, "--heartbeat-interval"),
-        _duration(args.stop_grace, "--stop-grace"),
-    )
+    host_grace = _duration(args.host_grace, "--host-grace")
+    heartbeat = _duration(args.heartbeat_interval, "--heartbeat-interval")
+    stop_grace = _duration(args.stop_grace, "--stop-grace")
+    cert_validity = _duration(args.host_cert_validity, "--host-cert-validity")
+    for flag, address in (("--listen", args.listen), ("--agent-listen", args.agent_listen)):
+        if address:
+            try:
+                split_address(address)
+            except ValueError as exc:
+                raise UsageError(f"{flag}: {exc}") from None
     data_dir, url, store = _open(args)
     settings = ControllerSettings(
         data_dir=data_dir,
         database_url=url,
         listen=args.listen,
-        host_grace_s=settings_probe[0],
-        heartbeat_interval_s=max(1, int(settings_probe[1])),
-        stop_grace_s=int(settings_probe[2]),
+        host_grace_s=host_grace,
+        heartbeat_interval_s=max(1, int(heartbeat)),
+        stop_grace_s=int(stop_grace),
         image_lookup=LookupSettings(enabled=args.image_lookup == "on", docker_hub_mirror=args.registry_mirror),
+        agent_listen=args.agent_listen or default_agent_listen(args.listen),
+        insecure=args.insecure,
+        host_cert_validity_s=cert_validity,
+        tls_sans=list(args.tls_san),
     )
     log = logging.getLogger("dstack.controller")
     log.info("data dir %s, database %s", data_dir, url)
@@ -110,7 +135,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    _, _, store = _open(args)
+    data_dir, _, store = _open(args)
     if args.token_command == "create":
         if args.uses is not None and args.uses < 1:
             raise UsageError("--uses must be at least 1")
@@ -121,7 +146,8 @@ def cmd_token(args: argparse.Namespace) -> int:
         else:
             ttl = _duration(args.ttl, "--ttl") if args.ttl else None
             uses = args.uses
-        _, text = create_token(store, args.kind, ttl_s=ttl, uses=uses, fleet=args.fleet)
+        fingerprint = load_ca(data_dir)[0].fingerprint if args.kind == "join" else ""
+        _, text = create_token(store, args.kind, ttl_s=ttl, uses=uses, fleet=args.fleet, ca_fingerprint=fingerprint)
         print(text)
         return 0
     if args.token_command == "list":

@@ -11,6 +11,12 @@ from controller.images.platforms import LookupSettings
 DEFAULT_LISTEN = "127.0.0.1:7443"
 
 
+def default_agent_listen(listen: str) -> str:
+    """The client port plus one, on the same address."""
+    host, _, port = listen.rpartition(":")
+    return f"{host}:{int(port) + 1}" if port.isdigit() else listen
+
+
 def running_as_service() -> bool:
     # systemd sets INVOCATION_ID for every unit it starts.
     return bool(os.environ.get("INVOCATION_ID"))
@@ -36,6 +42,12 @@ class ControllerSettings:
     heartbeat_interval_s: int = 10
     stop_grace_s: int = 10  # SIGTERM, then SIGKILL after this long
     image_lookup: LookupSettings = field(default_factory=LookupSettings)
+    # Agents' streams, with mutual TLS. A second port because grpcio can only require client
+    # certificates on a port or not ask for them at all; clients and joining agents have none.
+    agent_listen: str = ""
+    insecure: bool = False  # plaintext, only with --insecure
+    host_cert_validity_s: float = 24 * 3600  # short: renewed over the stream at two thirds
+    tls_sans: list[str] = field(default_factory=list)
 
     @property
     def admin_token_path(self) -> Path:

@@ -19,7 +19,9 @@ from controller.cli import format as fmt
 from controller.cli.errors import CommandError, UsageError
 from controller.cli.settings import resolve
 from controller.cli.table import render
+from controller.cli.trust import controller_ca
 from controller.configs.loader import ConfigError, load_task_file
+from controller.pki.discovery import CONTROLLER_SAN
 
 TERMINAL = {"done", "failed", "stopped", "refused"}
 USAGE_CODES = {
@@ -33,8 +35,17 @@ USAGE_CODES = {
 
 class Client:
     def __init__(self, args: argparse.Namespace) -> None:
-        self.settings = resolve(args.controller, args.token)
-        self.channel = grpc.insecure_channel(self.settings.controller)
+        s = self.settings = resolve(args.controller, args.token, args.ca_file, args.ca_fingerprint, args.insecure)
+        if s.insecure:
+            self.channel = grpc.insecure_channel(s.controller)
+        else:
+            ca = controller_ca(s.controller, s.ca_file, s.ca_fingerprint)
+            self.channel = grpc.secure_channel(
+                s.controller,
+                grpc.ssl_channel_credentials(root_certificates=ca),
+                # The pinned CA is what is trusted; every controller certificate carries this name.
+                options=[("grpc.ssl_target_name_override", CONTROLLER_SAN)],
+            )
         self.stub = pb_grpc.ClientServiceStub(self.channel)
         self.metadata = (("authorization", f"Bearer {self.settings.token}"),)
 
@@ -222,6 +233,15 @@ def host_json(h: pb.Host) -> dict[str, Any]:
 
 
 def cmd_hosts(args: argparse.Namespace) -> int:
+    if args.action == "rm":
+        if not args.target:
+            raise UsageError("hosts rm needs the host's name: dstackctl hosts rm NAME")
+        client = Client(args)
+        removed = client.call(client.stub.RemoveHost, pb.RemoveHostRequest(name=args.target))
+        print(f"removed {removed.name}; its certificate no longer connects")
+        return 0
+    if args.action is not None or args.target is not None:
+        raise UsageError(f"unknown hosts command {args.action!r}: use `dstackctl hosts` or `dstackctl hosts rm NAME`")
     client = Client(args)
     hosts = client.call(client.stub.ListHosts, pb.ListHostsRequest()).hosts
     rows = []
@@ -251,6 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--controller", default=None, help="HOST:PORT (or DSTACK_CONTROLLER)")
     common.add_argument("--token", default=None, help="API token (or DSTACK_TOKEN)")
+    common.add_argument("--ca-file", default=None, help="the controller's CA certificate (or DSTACK_CA_FILE)")
+    common.add_argument(
+        "--ca-fingerprint", default=None, help="pin the controller CA's sha256 (or DSTACK_CA_FINGERPRINT)"
+    )
+    common.add_argument("--insecure", action="store_true", help="plaintext, for a controller run with --insecure")
     p = argparse.ArgumentParser(prog="dstackctl", description="Run tasks on dstack-hybrid hosts.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -277,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     stop.set_defaults(func=cmd_stop)
 
     hosts = sub.add_parser("hosts", parents=[common], help="list hosts")
+    hosts.add_argument("action", nargs="?", choices=["rm"], help="rm NAME: forget a host and revoke its certificate")
+    hosts.add_argument("target", nargs="?", help=argparse.SUPPRESS)
     hosts.add_argument("-v", "--verbose", action="store_true")
     hosts.add_argument("--json", action="store_true")
     hosts.set_defaults(func=cmd_hosts)

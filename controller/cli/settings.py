@@ -17,13 +17,22 @@ from controller.settings import DEFAULT_LISTEN
 class ClientSettings:
     controller: str
     token: str
+    ca_file: str = ""
+    ca_fingerprint: str = ""
+    insecure: bool = False
 
 
 def ctl_config_path() -> Path:
     return Path.home() / ".dstack" / "ctl.yaml"
 
 
-def resolve(controller: str | None, token: str | None) -> ClientSettings:
+def resolve(
+    controller: str | None,
+    token: str | None,
+    ca_file: str | None = None,
+    ca_fingerprint: str | None = None,
+    insecure: bool = False,
+) -> ClientSettings:
     file: dict[str, str] = {}
     path = ctl_config_path()
     if path.exists():
@@ -41,4 +50,10 @@ def resolve(controller: str | None, token: str | None) -> ClientSettings:
             "no API token: pass --token, set DSTACK_TOKEN, or put token: in ~/.dstack/ctl.yaml "
             "(the admin token is in the controller's data dir, file admin-token)"
         )
-    return ClientSettings(address, api_token.strip())
+    return ClientSettings(
+        address,
+        api_token.strip(),
+        ca_file=ca_file or os.environ.get("DSTACK_CA_FILE") or file.get("ca_file", ""),
+        ca_fingerprint=ca_fingerprint or os.environ.get("DSTACK_CA_FINGERPRINT") or file.get("ca_fingerprint", ""),
+        insecure=insecure or os.environ.get("DSTACK_INSECURE", "") in ("1", "true") or file.get("insecure") == "True",
+    )

@@ -7,11 +7,13 @@ import logging
 import secrets
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import grpc
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 
+from controller.pki.ca import cert_serial, host_id_from_cert, sign_host_csr
 from controller.server.auth import bearer, host_for_credential
 from controller.server.convert import facts_json
 from controller.server.core import SUPPORTED_ARCHES, Controller
@@ -20,6 +22,10 @@ from controller.store.records import HostRecord, StoredLogLine
 from controller.tokens import TokenFormatError, format_token, hash_secret, parse_token
 
 log = logging.getLogger("dstack.controller.agents")
+
+
+def cert_serial_hex(cert_pem: bytes | str) -> str:
+    return format(cert_serial(cert_pem.encode() if isinstance(cert_pem, str) else cert_pem), "x")
 
 
 class AgentService(pb_grpc.AgentServiceServicer):
@@ -34,6 +40,16 @@ class AgentService(pb_grpc.AgentServiceServicer):
                 f"unsupported architecture {request.facts.arch_raw or request.facts.arch!r}: "
                 "dstack-hybrid runs amd64 and arm64 hosts",
             )
+        host_id = uuid.uuid4().hex[:12]
+        certificate = b""
+        if self.c.tls is not None:
+            # Signed before the token is spent, so a broken CSR does not burn a single-use token.
+            try:
+                certificate = sign_host_csr(
+                    self.c.tls.ca, request.csr, host_id, timedelta(seconds=self.c.settings.host_cert_validity_s)
+                )
+            except ValueError as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid certificate signing request: {exc}")
         try:
             parsed = parse_token(request.join_token)
             token, why = store.use_token(parsed.id, hash_secret(parsed.secret), "join", self.c.clock())
@@ -48,9 +64,10 @@ class AgentService(pb_grpc.AgentServiceServicer):
         secret = secrets.token_urlsafe(32)
         now = self.c.clock()
         host = HostRecord(
-            id=uuid.uuid4().hex[:12],
+            id=host_id,
             name=name,
-            credential_hash=hash_secret(secret),
+            # With TLS the certificate is the credential; the bearer secret exists for --insecure only.
+            credential_hash=hash_secret(secret) if self.c.tls is None else "",
             facts_json=facts_json(request.facts),
             arch=request.facts.arch,
             registered_at=now,
@@ -58,10 +75,24 @@ class AgentService(pb_grpc.AgentServiceServicer):
             region=request.facts.region,
             zone=request.facts.zone,
             fleet=token.fleet or request.facts.fleet,
+            cert_serial=cert_serial_hex(certificate) if certificate else "",
         )
         store.add_host(host)
         log.info("host %s (%s, %s) registered with token %s", name, host.id, host.arch, token.id)
-        return pb.RegisterResponse(host_id=host.id, host_name=name, credential=format_token("host", host.id, secret))
+        if self.c.tls is None:
+            return pb.RegisterResponse(
+                host_id=host.id,
+                host_name=name,
+                credential=format_token("host", host.id, secret),
+                agent_port=self.c.agent_port,
+            )
+        return pb.RegisterResponse(
+            host_id=host.id,
+            host_name=name,
+            certificate=certificate,
+            ca_certificate=self.c.tls.ca.cert_pem,
+            agent_port=self.c.agent_port,
+        )
 
     def _free_name(self, wanted: str) -> str:
         taken = {h.name for h in self.c.store.list_hosts()}
@@ -74,14 +105,17 @@ class AgentService(pb_grpc.AgentServiceServicer):
     async def Connect(
         self, request_iterator: AsyncIterator[pb.AgentMessage], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ControllerMessage]:
-        host = host_for_credential(self.c.store, bearer(context))
-        if host is None:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown or revoked host credential")
-            return
+        host = await self._authenticate(context)
         first = await anext(aiter(request_iterator), None)
         if first is None or not first.HasField("hello"):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the first message must be hello")
             return
+        if first.hello.host_id and first.hello.host_id != host.id:
+            log.warning("a certificate of host %s claimed to be host %s: refused", host.name, first.hello.host_id)
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"this certificate belongs to host {host.id}, not {first.hello.host_id}",
+            )
         host = self._apply_facts(host, first.hello.facts)
         session = AgentSession(host.id, last_seen=self.c.clock())
         self.c.sessions.attach(session)
@@ -116,6 +150,49 @@ class AgentService(pb_grpc.AgentServiceServicer):
             log.info("host %s disconnected", host.name)
             self.c.wake()
 
+    async def _authenticate(self, context: grpc.aio.ServicerContext) -> HostRecord:
+        """The host the client certificate names (mutual TLS), or the bearer credential's (--insecure)."""
+        if self.c.tls is None:
+            host = host_for_credential(self.c.store, bearer(context))
+            if host is None:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown or revoked host credential")
+                raise AssertionError("unreachable")
+            return host
+        peer = list((context.auth_context() or {}).get("x509_pem_cert") or [])
+        if not peer:
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                f"agents connect to port {self.c.agent_port} with their host certificate",
+            )
+        pem = peer[0]
+        host_id = host_id_from_cert(pem)
+        host = self.c.store.get_host(host_id) if host_id else None
+        serial = cert_serial_hex(pem)
+        if host is None or not host.accepts_serial(serial):
+            # Removed hosts and superseded certificates end here: the handshake proved the key,
+            # the store says whether the certificate still counts.
+            log.warning("refused a connection with certificate %s of host %s: revoked or unknown", serial, host_id)
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "host certificate revoked or unknown")
+            raise AssertionError("unreachable")
+        if serial == host.cert_serial and host.prev_cert_serial:
+            host.prev_cert_serial = ""  # the agent uses its newest certificate: the older one is done
+            self.c.store.update_host(host)
+        return host
+
+    def _renew(self, host: HostRecord, csr: bytes) -> pb.ControllerMessage | None:
+        if self.c.tls is None:
+            return None
+        try:
+            cert = sign_host_csr(self.c.tls.ca, csr, host.id, timedelta(seconds=self.c.settings.host_cert_validity_s))
+        except ValueError as exc:
+            log.warning("host %s sent an invalid renewal CSR: %s", host.name, exc)
+            return None
+        fresh = self.c.store.get_host(host.id) or host
+        fresh.prev_cert_serial, fresh.cert_serial = fresh.cert_serial, cert_serial_hex(cert)
+        self.c.store.update_host(fresh)
+        log.info("renewed the certificate of host %s", host.name)
+        return pb.ControllerMessage(certificate=pb.HostCertificate(certificate=cert))
+
     def _apply_facts(self, host: HostRecord, facts: pb.HostFacts) -> HostRecord:
         host.facts_json = facts_json(facts)
         host.region, host.zone = facts.region, facts.zone
@@ -137,14 +214,23 @@ class AgentService(pb_grpc.AgentServiceServicer):
                     log.info("host %s sent new facts", host.name)
                     self.c.wake()  # a new GPU or more memory may fit a pending task
                 elif kind == "log":
-                    self._store_logs(message.log)
+                    self._store_logs(host, message.log)
+                elif kind == "renew":
+                    reply = self._renew(host, message.renew.csr)
+                    if reply is not None:
+                        session.send(reply)
                 elif kind == "task_event":
                     for reply in self.c.on_task_event(host, message.task_event):
                         session.send(reply)
         except (grpc.aio.AioRpcError, asyncio.CancelledError):
             pass
 
-    def _store_logs(self, chunk: pb.LogChunk) -> None:
+    def _store_logs(self, host: HostRecord, chunk: pb.LogChunk) -> None:
+        task = self.c.store.get_task(chunk.task_id)
+        if task is None or task.host_id != host.id:
+            # An agent speaks for its own tasks only.
+            log.warning("host %s sent log lines for task %s, which is not its own: dropped", host.name, chunk.task_id)
+            return
         lines = [StoredLogLine(int(ln.stream), ln.seq, ln.ts_ns, ln.data) for ln in chunk.lines]
         for line in self.c.store.append_logs(chunk.task_id, lines):
             self.c.events.publish(

@@ -12,11 +12,13 @@ import grpc
 from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 
 from controller.images.platforms import PlatformLookup
+from controller.pki.discovery import split_address
 from controller.server.agent_service import AgentService
 from controller.server.client_service import ClientService
 from controller.server.core import Controller
 from controller.settings import ControllerSettings
 from controller.store import Store
+from controller.tls import load_server_tls
 from controller.tokens import create_token, parse_token, secrets_match
 
 log = logging.getLogger("dstack.controller")
@@ -40,6 +42,39 @@ def ensure_admin_token(store: Store, path: Path) -> bool:
     return True
 
 
+def add_ports(controller: Controller, server: grpc.aio.Server, settings: ControllerSettings) -> None:
+    if settings.insecure:
+        log.warning(
+            "--insecure: plaintext gRPC on %s; tokens and credentials cross the network in the clear "
+            "and anyone who can reach it can pose as the controller",
+            settings.listen,
+        )
+        port = server.add_insecure_port(settings.listen)
+        if port == 0:
+            raise OSError(f"cannot listen on {settings.listen}")
+        controller.agent_port = port
+        return
+    tls = load_server_tls(
+        settings.data_dir,
+        [h for h, _ in map(split_address, (settings.listen, settings.agent_listen))],
+        settings.tls_sans,
+    )
+    controller.tls = tls
+    pair = [(tls.key_pem, tls.cert_pem)]
+    if server.add_secure_port(settings.listen, grpc.ssl_server_credentials(pair)) == 0:
+        raise OSError(f"cannot listen on {settings.listen}")
+    mutual = grpc.ssl_server_credentials(pair, root_certificates=tls.ca.cert_pem, require_client_auth=True)
+    controller.agent_port = server.add_secure_port(settings.agent_listen, mutual)
+    if controller.agent_port == 0:
+        raise OSError(f"cannot listen on {settings.agent_listen}")
+    log.info(
+        "listening on %s (TLS) and %s (agents, mutual TLS); CA sha256 %s",
+        settings.listen,
+        settings.agent_listen,
+        tls.ca.fingerprint,
+    )
+
+
 async def serve(settings: ControllerSettings, store: Store) -> None:
     controller = Controller(settings, store, PlatformLookup(settings.image_lookup))
     server = grpc.aio.server(
@@ -53,11 +88,8 @@ async def serve(settings: ControllerSettings, store: Store) -> None:
     )
     pb_grpc.add_AgentServiceServicer_to_server(AgentService(controller), server)
     pb_grpc.add_ClientServiceServicer_to_server(ClientService(controller), server)
-    port = server.add_insecure_port(settings.listen)
-    if port == 0:
-        raise OSError(f"cannot listen on {settings.listen}")
+    add_ports(controller, server, settings)
     await server.start()
-    log.info("listening on %s (plaintext gRPC; TLS arrives with the security work)", settings.listen)
     scheduler = asyncio.create_task(controller.run_scheduler())
     controller.wake()
     stop = asyncio.Event()

@@ -16,7 +16,7 @@ from controller.server import taskspec
 from controller.server.auth import require_api_token
 from controller.server.convert import host_facts, log_line
 from controller.server.core import Controller
-from controller.store.records import PENDING, STOPPED, TaskRecord
+from controller.store.records import FAILED, PENDING, STOPPED, TaskRecord
 
 log = logging.getLogger("dstack.controller.client")
 
@@ -168,6 +168,26 @@ class ClientService(pb_grpc.ClientServiceServicer):
                 )
             )
         return pb.ListHostsResponse(hosts=hosts)
+
+    async def RemoveHost(self, request: pb.RemoveHostRequest, context: grpc.aio.ServicerContext) -> pb.Host:
+        await self._auth(context)
+        host = next((h for h in self.c.store.list_hosts() if request.name in (h.name, h.id)), None)
+        if host is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no host named {request.name!r}")
+            raise AssertionError("unreachable")
+        now = self.c.clock()
+        for task in self.c.store.list_tasks(include_finished=False):
+            if task.host_id == host.id:
+                task.status, task.reason, task.finished_at = FAILED, f"host {host.name} was removed", now
+                self.c.store.update_task(task)
+                self.c.publish_status(task)
+        # Deleting the record revokes its certificate: the next handshake names a host that is gone.
+        self.c.store.delete_host(host.id)
+        session = self.c.sessions.get(host.id)
+        if session is not None:
+            session.close()
+        log.info("host %s (%s) removed; its certificate no longer connects", host.name, host.id)
+        return pb.Host(id=host.id, name=host.name, arch=host.arch, region=host.region, zone=host.zone, status="removed")
 
     def _session_seen(self, host_id: str) -> float:
         session = self.c.sessions.get(host_id)

@@ -33,6 +33,7 @@ from controller.store.records import (
     HostRecord,
     TaskRecord,
 )
+from controller.tls import ServerTLS
 
 log = logging.getLogger("dstack.controller")
 
@@ -53,6 +54,8 @@ class Controller:
         self.clock = clock
         self.sessions = Sessions()
         self.events = TaskEvents()
+        self.tls: ServerTLS | None = None  # None with --insecure
+        self.agent_port = 0
         self._wake = asyncio.Event()
         self._schedule_lock = asyncio.Lock()
 

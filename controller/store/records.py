@@ -44,6 +44,13 @@ class HostRecord:
     region: str = ""
     zone: str = ""
     fleet: str = ""
+    # Serials (hex) of the host certificates the controller accepts: the newest, and the one
+    # before it until the agent has reconnected with the newest. Empty: none issued (--insecure).
+    cert_serial: str = ""
+    prev_cert_serial: str = ""
+
+    def accepts_serial(self, serial: str) -> bool:
+        return bool(serial) and serial in (self.cert_serial, self.prev_cert_serial)
 
 
 @dataclass

@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS tokens (
 CREATE TABLE IF NOT EXISTS hosts (
     id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, credential_hash TEXT NOT NULL, facts_json TEXT NOT NULL,
     arch TEXT NOT NULL, registered_at REAL NOT NULL, last_seen REAL NOT NULL,
-    region TEXT NOT NULL DEFAULT '', zone TEXT NOT NULL DEFAULT '', fleet TEXT NOT NULL DEFAULT ''
+    region TEXT NOT NULL DEFAULT '', zone TEXT NOT NULL DEFAULT '', fleet TEXT NOT NULL DEFAULT '',
+    cert_serial TEXT NOT NULL DEFAULT '', prev_cert_serial TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS tasks (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, configuration_json TEXT NOT NULL, image TEXT NOT NULL,
@@ -48,11 +49,22 @@ CREATE TABLE IF NOT EXISTS logs (
 CREATE INDEX IF NOT EXISTS logs_order ON logs (task_id, ts_ns);
 """
 
+# Columns added after a table was first released: a database made by an older controller
+# gets them on open, so an upgrade keeps its hosts, tasks and logs.
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("tasks", "refusal", "TEXT NOT NULL DEFAULT ''"),
+    ("hosts", "cert_serial", "TEXT NOT NULL DEFAULT ''"),
+    ("hosts", "prev_cert_serial", "TEXT NOT NULL DEFAULT ''"),
+)
+
 _TASK_COLUMNS = (
     "id, name, configuration_json, image, submitted_at, status, arch, host_id, reason, exit_code, "
     "started_at, finished_at, stop_requested, abort_requested, refused_hosts, refusal"
 )
-_HOST_COLUMNS = "id, name, credential_hash, facts_json, arch, registered_at, last_seen, region, zone, fleet"
+_HOST_COLUMNS = (
+    "id, name, credential_hash, facts_json, arch, registered_at, last_seen, region, zone, fleet, "
+    "cert_serial, prev_cert_serial"
+)
 _TOKEN_COLUMNS = "id, kind, secret_hash, created_at, expires_at, uses_left, fleet, revoked, description"
 
 
@@ -68,10 +80,17 @@ class SQLiteStore(Store):
         self._db.execute("PRAGMA foreign_keys=ON")
         # executescript commits on its own, so it runs outside _tx; every statement is idempotent.
         self._db.executescript(SCHEMA)
+        self._add_missing_columns()
         with self._tx():
             self._db.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
+
+    def _add_missing_columns(self) -> None:
+        for table, column, decl in ADDED_COLUMNS:
+            present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -127,7 +146,7 @@ class SQLiteStore(Store):
     # ------------------------------------------------------------------- hosts
     def add_host(self, host: HostRecord) -> None:
         with self._tx() as db:
-            db.execute(f"INSERT INTO hosts ({_HOST_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", _host_row(host))
+            db.execute(f"INSERT INTO hosts ({_HOST_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", _host_row(host))
 
     def get_host(self, host_id: str) -> HostRecord | None:
         rows = self._query(f"SELECT {_HOST_COLUMNS} FROM hosts WHERE id = ?", (host_id,))
@@ -141,7 +160,7 @@ class SQLiteStore(Store):
         with self._tx() as db:
             db.execute(
                 "UPDATE hosts SET name=?, credential_hash=?, facts_json=?, arch=?, registered_at=?, last_seen=?, "
-                "region=?, zone=?, fleet=? WHERE id=?",
+                "region=?, zone=?, fleet=?, cert_serial=?, prev_cert_serial=? WHERE id=?",
                 (*row[1:], row[0]),
             )
 
@@ -246,6 +265,8 @@ def _host_row(h: HostRecord) -> tuple[Any, ...]:
         h.region,
         h.zone,
         h.fleet,
+        h.cert_serial,
+        h.prev_cert_serial,
     )
 
 

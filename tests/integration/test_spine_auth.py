@@ -27,8 +27,11 @@ def host_names(c: Cluster) -> list[str]:
 
 def test_wrong_join_tokens_are_refused(cluster: Cluster, tmp_path: Path) -> None:
     good = cluster.controller.token()
-    token_id = good.split(".")[1]
-    for i, bad in enumerate(["not-a-token", f"dj1.{token_id}.wrong-secret", "dj1.00000000.secret"]):
+    _, pin, token_id, _ = good.split(".")
+    malformed = register(cluster, tmp_path, "not-a-token", "bad-format")
+    assert malformed.proc is not None and malformed.proc.returncode == 1
+    assert "the join token is malformed" in malformed.log()
+    for i, bad in enumerate([f"dstack1.{pin}.{token_id}.wrong-secret", f"dstack1.{pin}.00000000.secret"]):
         agent = register(cluster, tmp_path, bad, f"bad-{i}")
         assert agent.proc is not None and agent.proc.returncode == 1
         assert "registration refused by the controller: join token refused" in agent.log()
@@ -43,7 +46,7 @@ def test_expired_join_token_is_refused(cluster: Cluster, tmp_path: Path) -> None
     time.sleep(1.5)
     agent = register(cluster, tmp_path, token, "late")
     assert agent.proc is not None and agent.proc.returncode == 1
-    assert f"token {token.split('.')[1]} expired" in cluster.controller.log()
+    assert f"token {token.split('.')[2]} expired" in cluster.controller.log()
     assert host_names(cluster) == ["local"]
 
 
@@ -54,7 +57,7 @@ def test_single_use_join_token_cannot_be_reused(cluster: Cluster, tmp_path: Path
     first.stop()
     second = register(cluster, tmp_path, token, "second")
     assert second.proc is not None and second.proc.returncode == 1
-    assert f"token {token.split('.')[1]} is used up" in cluster.controller.log()
+    assert f"token {token.split('.')[2]} is used up" in cluster.controller.log()
     assert "second" not in host_names(cluster)
 
 

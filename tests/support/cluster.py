@@ -70,10 +70,14 @@ class Process:
 
 
 class ControllerProcess(Process):
-    def __init__(self, data_dir: Path, registry_mirror: str = "", extra: list[str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, registry_mirror: str = "", extra: list[str] | None = None, insecure: bool = False
+    ) -> None:
         self.data_dir = data_dir
+        self.insecure = insecure
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
+        self.agent_port = free_port()
         data_dir.mkdir(parents=True, exist_ok=True)
         args = [
             str(BIN / "dstack-controller"),
@@ -82,6 +86,8 @@ class ControllerProcess(Process):
             str(data_dir),
             "--listen",
             self.address,
+            "--agent-listen",
+            f"127.0.0.1:{self.agent_port}",
             "--heartbeat-interval",
             "1s",
             "--stop-grace",
@@ -89,6 +95,8 @@ class ControllerProcess(Process):
         ]
         # Lookups go to the loopback registry only: Docker Hub names are looked up at the mirror.
         args += ["--registry-mirror", registry_mirror] if registry_mirror else ["--image-lookup", "off"]
+        if insecure:
+            args.append("--insecure")
         super().__init__(args + (extra or []), data_dir.parent / f"{data_dir.name}.log", dict(os.environ))
 
     def start(self) -> None:
@@ -100,6 +108,10 @@ class ControllerProcess(Process):
             raise AssertionError(f"the controller exited:\n{self.log()}")
         with socket.socket() as s:
             return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    @property
+    def ca_file(self) -> Path:
+        return self.data_dir / "pki" / "ca.crt"
 
     @property
     def admin_token(self) -> str:
@@ -119,8 +131,11 @@ class ControllerProcess(Process):
             os.environ,
             DSTACK_CONTROLLER=self.address,
             DSTACK_TOKEN=self.admin_token if token is None else token,
+            DSTACK_CA_FILE=str(self.ca_file),  # as an operator hands it out; first-contact trust has its own test
             HOME=str(self.data_dir.parent),
         )
+        if self.insecure:
+            env["DSTACK_INSECURE"] = "1"
         return subprocess.run([str(BIN / "dstackctl"), *args], capture_output=True, text=True, env=env, timeout=timeout)
 
     def ctl_json(self, *args: str) -> Any:
@@ -160,7 +175,8 @@ class AgentProcess(Process):
         ]
         if join_token:
             args += ["--join-token", join_token]
-        (state_dir.parent / "no-agent.yaml").write_text("cloud: off\n")  # tests never ask a metadata service
+        config = "cloud: off\n" + ("insecure: true\n" if controller.insecure else "")  # never ask a metadata service
+        (state_dir.parent / "no-agent.yaml").write_text(config)
         super().__init__(args, state_dir.parent / f"{state_dir.name}.log", env)
 
     def start_and_wait_online(self) -> None:

@@ -27,6 +27,7 @@ def test_roundtrip(tmp_path: Path) -> None:
         "host_name": "node-1",
         "credential": "dh1.h-1.secret",
         "controller": "127.0.0.1:7443",
+        "agent_port": 0,
     }
 
 

@@ -30,12 +30,18 @@ def store(tmp_path: Path) -> Iterator[Store]:
     s.close()
 
 
+FP = "ab" * 32  # a CA sha256, as join tokens pin it
+
+
 def test_create_token_stores_only_the_hash(store: Store) -> None:
-    record, printable = create_token(store, "join", ttl_s=3600, uses=1, fleet="edge", description="rack 4", now=1000.0)
+    record, printable = create_token(
+        store, "join", ttl_s=3600, uses=1, fleet="edge", description="rack 4", now=1000.0, ca_fingerprint=FP
+    )
     parsed = parse_token(printable)
     assert parsed.kind == "join"
     assert parsed.id == record.id
-    assert printable == f"dj1.{record.id}.{parsed.secret}"
+    assert parsed.ca_fingerprint == FP
+    assert printable == f"dstack1.{FP}.{record.id}.{parsed.secret}"
     assert re.fullmatch(r"[0-9a-f]{8}", record.id)
     assert len(parsed.secret) >= 43  # 32 random bytes, urlsafe base64
     assert record.secret_hash == hashlib.sha256(parsed.secret.encode()).hexdigest()
@@ -46,7 +52,7 @@ def test_create_token_stores_only_the_hash(store: Store) -> None:
 
 
 def test_created_token_can_be_used_once_through_the_store(store: Store) -> None:
-    record, printable = create_token(store, "join", ttl_s=60, uses=1, now=1000.0)
+    record, printable = create_token(store, "join", ttl_s=60, uses=1, now=1000.0, ca_fingerprint=FP)
     parsed = parse_token(printable)
     got, why = store.use_token(parsed.id, hash_secret(parsed.secret), "join", now=1010.0)
     assert why == "" and got is not None and got.id == record.id
@@ -63,24 +69,50 @@ def test_create_token_defaults_never_expire_unlimited(store: Store) -> None:
 
 
 def test_tokens_are_distinct(store: Store) -> None:
-    made = [create_token(store, "join", now=1.0) for _ in range(20)]
+    made = [create_token(store, "join", now=1.0, ca_fingerprint=FP) for _ in range(20)]
     assert len({r.id for r, _ in made}) == 20
     assert len({p for _, p in made}) == 20
     assert all("." not in parse_token(p).secret for _, p in made)
 
 
 def test_format_token_prefixes() -> None:
-    assert PREFIXES == {"join": "dj1", "api": "da1", "host": "dh1"}
-    assert format_token("join", "ab12", "s3cret") == "dj1.ab12.s3cret"
+    assert PREFIXES == {"join": "dstack1", "api": "da1", "host": "dh1"}
+    assert format_token("join", "ab12", "s3cret", FP) == f"dstack1.{FP}.ab12.s3cret"
     assert format_token("api", "ab12", "s") == "da1.ab12.s"
     assert format_token("host", "ab12", "s") == "dh1.ab12.s"
     with pytest.raises(KeyError):
         format_token("other", "a", "b")
 
 
-@pytest.mark.parametrize("kind", ["join", "api", "host"])
+@pytest.mark.parametrize("kind", ["api", "host"])
 def test_parse_token_roundtrips_format(kind: str) -> None:
     assert parse_token(format_token(kind, "id9", "se-cr_et")) == ParsedToken(kind, "id9", "se-cr_et")
+
+
+def test_join_token_roundtrips_with_its_ca_pin() -> None:
+    assert parse_token(format_token("join", "id9", "se-cr_et", FP.upper())) == ParsedToken(
+        "join", "id9", "se-cr_et", FP
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"dstack1.{FP}.id",
+        f"dstack1.{FP[:-2]}.id.s",
+        f"dstack1.{'zz' * 32}.id.s",
+        "dstack1.id.secret",
+        f"dstack1.{FP}..s",
+    ],
+)
+def test_malformed_join_tokens(text: str) -> None:
+    with pytest.raises(TokenFormatError, match=r"^malformed join token$"):
+        parse_token(text)
+
+
+def test_join_tokens_need_a_ca_pin(store: Store) -> None:
+    with pytest.raises(ValueError, match="CA's sha256 fingerprint"):
+        create_token(store, "join")
 
 
 def test_parse_token_strips_whitespace() -> None:

@@ -145,46 +145,64 @@ class HostFacts(_message.Message):
     def __init__(self, arch: _Optional[str] = ..., arch_raw: _Optional[str] = ..., cpu: _Optional[_Union[CpuInfo, _Mapping]] = ..., memory_bytes: _Optional[int] = ..., disks: _Optional[_Iterable[_Union[Disk, _Mapping]]] = ..., nvme: _Optional[_Iterable[_Union[NvmeDevice, _Mapping]]] = ..., gpus: _Optional[_Iterable[_Union[Gpu, _Mapping]]] = ..., emulators: _Optional[_Iterable[str]] = ..., cloud: _Optional[_Union[CloudIdentity, _Mapping]] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., hostname: _Optional[str] = ..., agent_version: _Optional[str] = ..., fleet: _Optional[str] = ..., overridden: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RegisterRequest(_message.Message):
-    __slots__ = ("join_token", "facts", "name")
+    __slots__ = ("join_token", "facts", "name", "csr")
     JOIN_TOKEN_FIELD_NUMBER: _ClassVar[int]
     FACTS_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    CSR_FIELD_NUMBER: _ClassVar[int]
     join_token: str
     facts: HostFacts
     name: str
-    def __init__(self, join_token: _Optional[str] = ..., facts: _Optional[_Union[HostFacts, _Mapping]] = ..., name: _Optional[str] = ...) -> None: ...
+    csr: bytes
+    def __init__(self, join_token: _Optional[str] = ..., facts: _Optional[_Union[HostFacts, _Mapping]] = ..., name: _Optional[str] = ..., csr: _Optional[bytes] = ...) -> None: ...
 
 class RegisterResponse(_message.Message):
-    __slots__ = ("host_id", "host_name", "credential")
+    __slots__ = ("host_id", "host_name", "credential", "certificate", "ca_certificate", "agent_port")
     HOST_ID_FIELD_NUMBER: _ClassVar[int]
     HOST_NAME_FIELD_NUMBER: _ClassVar[int]
     CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    CA_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    AGENT_PORT_FIELD_NUMBER: _ClassVar[int]
     host_id: str
     host_name: str
     credential: str
-    def __init__(self, host_id: _Optional[str] = ..., host_name: _Optional[str] = ..., credential: _Optional[str] = ...) -> None: ...
+    certificate: bytes
+    ca_certificate: bytes
+    agent_port: int
+    def __init__(self, host_id: _Optional[str] = ..., host_name: _Optional[str] = ..., credential: _Optional[str] = ..., certificate: _Optional[bytes] = ..., ca_certificate: _Optional[bytes] = ..., agent_port: _Optional[int] = ...) -> None: ...
 
 class AgentMessage(_message.Message):
-    __slots__ = ("hello", "heartbeat", "task_event", "log", "facts_update")
+    __slots__ = ("hello", "heartbeat", "task_event", "log", "facts_update", "renew")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     TASK_EVENT_FIELD_NUMBER: _ClassVar[int]
     LOG_FIELD_NUMBER: _ClassVar[int]
     FACTS_UPDATE_FIELD_NUMBER: _ClassVar[int]
+    RENEW_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     heartbeat: Heartbeat
     task_event: TaskEvent
     log: LogChunk
     facts_update: HostFacts
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., task_event: _Optional[_Union[TaskEvent, _Mapping]] = ..., log: _Optional[_Union[LogChunk, _Mapping]] = ..., facts_update: _Optional[_Union[HostFacts, _Mapping]] = ...) -> None: ...
+    renew: RenewCertificate
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., task_event: _Optional[_Union[TaskEvent, _Mapping]] = ..., log: _Optional[_Union[LogChunk, _Mapping]] = ..., facts_update: _Optional[_Union[HostFacts, _Mapping]] = ..., renew: _Optional[_Union[RenewCertificate, _Mapping]] = ...) -> None: ...
+
+class RenewCertificate(_message.Message):
+    __slots__ = ("csr",)
+    CSR_FIELD_NUMBER: _ClassVar[int]
+    csr: bytes
+    def __init__(self, csr: _Optional[bytes] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("facts", "container_task_ids")
+    __slots__ = ("facts", "container_task_ids", "host_id")
     FACTS_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    HOST_ID_FIELD_NUMBER: _ClassVar[int]
     facts: HostFacts
     container_task_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, facts: _Optional[_Union[HostFacts, _Mapping]] = ..., container_task_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    host_id: str
+    def __init__(self, facts: _Optional[_Union[HostFacts, _Mapping]] = ..., container_task_ids: _Optional[_Iterable[str]] = ..., host_id: _Optional[str] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("sent_at_ms",)
@@ -229,16 +247,24 @@ class LogChunk(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ...) -> None: ...
 
 class ControllerMessage(_message.Message):
-    __slots__ = ("welcome", "assign", "stop", "release")
+    __slots__ = ("welcome", "assign", "stop", "release", "certificate")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     ASSIGN_FIELD_NUMBER: _ClassVar[int]
     STOP_FIELD_NUMBER: _ClassVar[int]
     RELEASE_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     assign: Assignment
     stop: StopTask
     release: Release
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assign: _Optional[_Union[Assignment, _Mapping]] = ..., stop: _Optional[_Union[StopTask, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ...) -> None: ...
+    certificate: HostCertificate
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assign: _Optional[_Union[Assignment, _Mapping]] = ..., stop: _Optional[_Union[StopTask, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., certificate: _Optional[_Union[HostCertificate, _Mapping]] = ...) -> None: ...
+
+class HostCertificate(_message.Message):
+    __slots__ = ("certificate",)
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    certificate: bytes
+    def __init__(self, certificate: _Optional[bytes] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("host_id", "host_name", "heartbeat_interval_s")
@@ -310,6 +336,12 @@ class Release(_message.Message):
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     def __init__(self, task_id: _Optional[str] = ...) -> None: ...
+
+class RemoveHostRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
     __slots__ = ("configuration_json", "name")

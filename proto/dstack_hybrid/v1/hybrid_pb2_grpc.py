@@ -54,15 +54,17 @@ class AgentServiceServicer:
     """
 
     def Register(self, request, context):
-        """One-time registration with a join token; returns the host's own credential.
+        """One-time registration with a join token, over TLS verified against the CA the token
+        pins. The agent sends a CSR for a key it made itself; it gets back its certificate.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Connect(self, request_iterator, context):
-        """The one long-lived stream per agent. The host credential travels as call
-        metadata `authorization: Bearer <credential>`.
+        """The one long-lived stream per agent, on the agent port with mutual TLS: the host is
+        the one its client certificate names. (With --insecure: plaintext, and the host
+        credential travels as call metadata `authorization: Bearer <credential>`.)
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -191,6 +193,11 @@ class ClientServiceStub:
                 request_serializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.ListHostsRequest.SerializeToString,
                 response_deserializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.ListHostsResponse.FromString,
                 _registered_method=True)
+        self.RemoveHost = channel.unary_unary(
+                '/dstack_hybrid.v1.ClientService/RemoveHost',
+                request_serializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.RemoveHostRequest.SerializeToString,
+                response_deserializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.Host.FromString,
+                _registered_method=True)
 
 
 class ClientServiceServicer:
@@ -236,6 +243,13 @@ class ClientServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RemoveHost(self, request, context):
+        """Forgets a host and revokes its certificate: its next connection is refused.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClientServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -268,6 +282,11 @@ def add_ClientServiceServicer_to_server(servicer, server):
                     servicer.ListHosts,
                     request_deserializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.ListHostsRequest.FromString,
                     response_serializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.ListHostsResponse.SerializeToString,
+            ),
+            'RemoveHost': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveHost,
+                    request_deserializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.RemoveHostRequest.FromString,
+                    response_serializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.Host.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -435,6 +454,33 @@ class ClientService:
             '/dstack_hybrid.v1.ClientService/ListHosts',
             dstack__hybrid_dot_v1_dot_hybrid__pb2.ListHostsRequest.SerializeToString,
             dstack__hybrid_dot_v1_dot_hybrid__pb2.ListHostsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveHost(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dstack_hybrid.v1.ClientService/RemoveHost',
+            dstack__hybrid_dot_v1_dot_hybrid__pb2.RemoveHostRequest.SerializeToString,
+            dstack__hybrid_dot_v1_dot_hybrid__pb2.Host.FromString,
             options,
             channel_credentials,
             insecure,
