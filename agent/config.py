@@ -70,7 +70,8 @@ def _validate(data: dict[Any, Any], file: Path) -> AgentConfig:
                 raise AgentConfigError(f"invalid labels in {file}: expected a mapping of names to values")
             if any(isinstance(v, dict | list) or v is None for v in value.values()):
                 raise AgentConfigError(f"invalid labels in {file}: label values must be plain strings")
-            values[key] = {k: str(v) for k, v in value.items()}
+            # YAML `true` is a bool; a label holds the word as written, lowercase like the fleet's.
+            values[key] = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
     return AgentConfig(**values)
 
 

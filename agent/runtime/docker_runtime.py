@@ -12,7 +12,7 @@ from typing import Any
 
 import docker
 import docker.errors
-from docker.types import LogConfig
+from docker.types import LogConfig, Mount
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 
 from agent.runtime import labels
@@ -171,6 +171,10 @@ class DockerRuntime:
             kwargs["working_dir"] = spec.working_dir
         if spec.shm_size_bytes:
             kwargs["shm_size"] = spec.shm_size_bytes
+        if spec.mounts:
+            # Volumes are paths every host of their region/zone has (an NFS mount, say); instance
+            # mounts are this host's own paths. A missing source fails the start with the engine's words.
+            kwargs["mounts"] = [Mount(target=m.target, source=m.source, type="bind") for m in spec.mounts]
         try:
             container = self.client.containers.create(spec.image, **kwargs)
         except docker.errors.APIError as exc:

@@ -16,6 +16,7 @@ from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 from google.protobuf import json_format
 
 from controller.cli import format as fmt
+from controller.cli.configs_cmds import cmd_apply, cmd_delete, cmd_fleet, cmd_offers, cmd_volume
 from controller.cli.errors import CommandError, UsageError
 from controller.cli.settings import resolve
 from controller.cli.table import render
@@ -266,6 +267,26 @@ def cmd_hosts(args: argparse.Namespace) -> int:
     return 0
 
 
+def with_client(func: Callable[[argparse.Namespace, Any], int]) -> Callable[[argparse.Namespace], int]:
+    """Commands that need a connection get one; bad files are refused before it is made."""
+
+    def run(args: argparse.Namespace) -> int:
+        return func(args, LazyClient(args))
+
+    return run
+
+
+class LazyClient:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self._args = args
+        self._client: Client | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            self._client = Client(self._args)
+        return getattr(self._client, name)
+
+
 # -------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -300,6 +321,27 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("task")
     stop.add_argument("--abort", action="store_true", help="SIGKILL at once")
     stop.set_defaults(func=cmd_stop)
+
+    apply = sub.add_parser("apply", parents=[common], help="apply a fleet or volume file")
+    apply.add_argument("-f", "--file", required=True)
+    apply.set_defaults(func=with_client(cmd_apply))
+
+    delete = sub.add_parser("delete", parents=[common], help="delete a fleet or volume")
+    delete.add_argument("kind", choices=["fleet", "volume"])
+    delete.add_argument("name")
+    delete.add_argument("--force", action="store_true", help="delete a fleet even while hosts or tasks use it")
+    delete.set_defaults(func=with_client(cmd_delete))
+
+    for name, func, what in (("fleet", cmd_fleet, "fleets and their hosts"), ("volume", cmd_volume, "volumes")):
+        listing = sub.add_parser(name, parents=[common], help=f"list {what}")
+        listing.add_argument("-v", "--verbose", action="store_true")
+        listing.add_argument("--json", action="store_true")
+        listing.set_defaults(func=with_client(func))
+
+    offers = sub.add_parser("offers", parents=[common], help="where a task would run, and why not elsewhere")
+    offers.add_argument("-f", "--file", required=True)
+    offers.add_argument("--json", action="store_true")
+    offers.set_defaults(func=with_client(cmd_offers))
 
     hosts = sub.add_parser("hosts", parents=[common], help="list hosts")
     hosts.add_argument("action", nargs="?", choices=["rm"], help="rm NAME: forget a host and revoke its certificate")

@@ -1,13 +1,32 @@
 """Configuration files (dstack-compatible YAML): the models are the only place a field is defined."""
 
-from controller.configs.common import parse_duration, parse_off_duration, validate_resource_name
+from controller.configs.common import (
+    KNOWN_BACKENDS,
+    BackendName,
+    parse_duration,
+    parse_off_duration,
+    validate_absolute_path,
+    validate_resource_name,
+)
+from controller.configs.fleet import DEFAULT_FLEET_IDLE_DURATION, FleetConfiguration, SpotPolicy
 from controller.configs.loader import (
+    APPLY_TYPES,
     CONFIGURATION_TYPES,
+    AnyConfiguration,
+    AppliedConfiguration,
     ConfigError,
+    load_any_file,
+    load_apply_file,
     load_config_file,
+    load_fleet_file,
     load_task_file,
+    load_volume_file,
+    parse_any_text,
+    parse_apply_text,
     parse_config_text,
+    parse_fleet_text,
     parse_task_text,
+    parse_volume_text,
 )
 from controller.configs.resources import (
     Arch,
@@ -24,29 +43,48 @@ from controller.configs.resources import (
     parse_size,
 )
 from controller.configs.task import MountPoint, TaskConfiguration
+from controller.configs.volume import VolumeConfiguration
 
 __all__ = [
+    "APPLY_TYPES",
     "CONFIGURATION_TYPES",
+    "DEFAULT_FLEET_IDLE_DURATION",
+    "KNOWN_BACKENDS",
+    "AnyConfiguration",
+    "AppliedConfiguration",
     "Arch",
+    "BackendName",
     "ByteRange",
     "CPUSpec",
     "ConfigError",
     "DiskSpec",
+    "FleetConfiguration",
     "GPUSpec",
     "GPUVendor",
     "MemorySpec",
     "MountPoint",
     "Range",
     "ResourcesSpec",
+    "SpotPolicy",
     "TaskConfiguration",
+    "VolumeConfiguration",
     "format_size",
+    "load_any_file",
+    "load_apply_file",
     "load_config_file",
+    "load_fleet_file",
     "load_task_file",
+    "load_volume_file",
     "normalize_arch",
+    "parse_any_text",
+    "parse_apply_text",
     "parse_config_text",
     "parse_duration",
+    "parse_fleet_text",
     "parse_off_duration",
     "parse_size",
     "parse_task_text",
+    "parse_volume_text",
+    "validate_absolute_path",
     "validate_resource_name",
 ]

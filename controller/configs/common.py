@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from collections.abc import Collection
+from pathlib import PurePosixPath
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
@@ -58,3 +60,35 @@ def parse_off_duration(value: Any) -> int | None:
 Duration = Annotated[int, BeforeValidator(parse_duration)]
 # None means "no limit"; both `off` and leaving the key out produce it.
 OffDuration = Annotated[int | None, BeforeValidator(parse_off_duration)]
+
+
+def validate_absolute_path(path: str) -> str:
+    """An absolute POSIX path without `..`, normalized (`/data/` -> `/data`)."""
+    posix = PurePosixPath(path)
+    if not path or not posix.is_absolute():
+        raise ValueError(f'path "{path}" must be absolute')
+    if ".." in posix.parts:
+        raise ValueError(f'path "{path}" must not contain ".."')
+    return str(posix)
+
+
+# The backends this project provisions on or attaches volumes from; `local` is the hosts that joined.
+BackendName = Literal["aws", "azure", "local"]
+KNOWN_BACKENDS: tuple[str, ...] = get_args(BackendName)
+
+
+def validate_backend(value: Any) -> Any:
+    """A clear sentence for an unknown backend, listing the known ones (before the Literal check)."""
+    if isinstance(value, str) and value not in KNOWN_BACKENDS:
+        raise ValueError(f'unknown backend "{value}" (expected one of: {", ".join(KNOWN_BACKENDS)})')
+    return value
+
+
+Backend = Annotated[BackendName, BeforeValidator(validate_backend)]
+
+
+def drop_empty_values(value: Any, keys: Collection[str]) -> Any:
+    """`regions:` written with no value means the default, for the keys where that reads naturally."""
+    if isinstance(value, dict):
+        return {k: v for k, v in value.items() if not (v is None and k in keys)}
+    return value

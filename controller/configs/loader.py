@@ -2,7 +2,7 @@
 
 ruamel's round-trip loader keeps each key's position (`.lc`), which pydantic's error
 locations are mapped back onto. Configuration types are found by `type:` in
-`CONFIGURATION_TYPES`; a new type (fleet, volume) is one more entry there.
+`CONFIGURATION_TYPES`; a new type is one more entry there.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import difflib
 import json
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,21 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.scalarbool import ScalarBoolean
 
+from controller.configs.fleet import FleetConfiguration
 from controller.configs.task import TaskConfiguration
+from controller.configs.volume import VolumeConfiguration
 
 CONFIGURATION_TYPES: dict[str, type[BaseModel]] = {
     "task": TaskConfiguration,
+    "fleet": FleetConfiguration,
+    "volume": VolumeConfiguration,
 }
+
+# What `dstackctl apply -f` takes; a task goes to `dstackctl submit -f`.
+APPLY_TYPES = ("fleet", "volume")
+
+AnyConfiguration = TaskConfiguration | FleetConfiguration | VolumeConfiguration
+AppliedConfiguration = FleetConfiguration | VolumeConfiguration
 
 Loc = tuple[int | str, ...]
 _ABSENT = object()
@@ -49,28 +59,74 @@ def parse_task_text(text: str, filename: str) -> TaskConfiguration:
     return typing.cast(TaskConfiguration, parse_config_text(text, filename, expected="task"))
 
 
-def load_config_file(path: Path, expected: str | None = None) -> BaseModel:
-    return parse_config_text(_read(path, expected or "configuration"), str(path), expected)
+def load_fleet_file(path: Path) -> FleetConfiguration:
+    return parse_fleet_text(_read(path, "fleet"), str(path))
 
 
-def parse_config_text(text: str, filename: str, expected: str | None = None) -> BaseModel:
-    """Any registered configuration type, or only `expected` when given."""
+def parse_fleet_text(text: str, filename: str) -> FleetConfiguration:
+    return typing.cast(FleetConfiguration, parse_config_text(text, filename, expected="fleet"))
+
+
+def load_volume_file(path: Path) -> VolumeConfiguration:
+    return parse_volume_text(_read(path, "volume"), str(path))
+
+
+def parse_volume_text(text: str, filename: str) -> VolumeConfiguration:
+    return typing.cast(VolumeConfiguration, parse_config_text(text, filename, expected="volume"))
+
+
+def load_any_file(path: Path) -> AnyConfiguration:
+    """A task, fleet or volume file, whichever its `type:` says."""
+    return parse_any_text(_read(path, "configuration"), str(path))
+
+
+def parse_any_text(text: str, filename: str) -> AnyConfiguration:
+    return typing.cast(AnyConfiguration, parse_config_text(text, filename, expected=("task", *APPLY_TYPES)))
+
+
+def load_apply_file(path: Path) -> AppliedConfiguration:
+    """What `dstackctl apply -f` takes: a fleet or volume file; a task file is refused with the command it needs."""
+    return parse_apply_text(_read(path, "configuration"), str(path))
+
+
+def parse_apply_text(text: str, filename: str) -> AppliedConfiguration:
     data = _parse_yaml(text, filename)
-    kinds = expected or "|".join(sorted(CONFIGURATION_TYPES))
+    # Before validation: a task file that is also wrong is still best answered with "use submit".
+    if isinstance(data, dict) and data.get("type") == "task":
+        raise ConfigError(
+            f"{filename} is a task: use dstackctl submit -f {filename}", line=_key_line(data, "type"), key="type"
+        )
+    return typing.cast(AppliedConfiguration, _validate(data, filename, APPLY_TYPES))
+
+
+def load_config_file(path: Path, expected: str | Collection[str] | None = None) -> BaseModel:
+    what = expected if isinstance(expected, str) else "configuration"
+    return parse_config_text(_read(path, what), str(path), expected)
+
+
+def parse_config_text(text: str, filename: str, expected: str | Collection[str] | None = None) -> BaseModel:
+    """Any registered configuration type, or only those in `expected` (one type or several) when given."""
+    return _validate(_parse_yaml(text, filename), filename, expected)
+
+
+def _validate(data: Any, filename: str, expected: str | Collection[str] | None) -> BaseModel:
+    if expected is None:
+        wanted = sorted(CONFIGURATION_TYPES)
+    else:
+        wanted = [expected] if isinstance(expected, str) else sorted(expected)
     if not isinstance(data, dict) or "type" not in data:
-        raise ConfigError(f"{filename} must be a mapping with type: {kinds}")
+        raise ConfigError(f"{filename} must be a mapping with type: {'|'.join(wanted)}")
     kind = data["type"]
     type_line = _key_line(data, "type")
     if not isinstance(kind, str) or kind not in CONFIGURATION_TYPES:
         raise ConfigError(
-            f'unknown type "{kind}" in {filename} line {type_line}'
-            f" (expected one of: {', '.join(sorted(CONFIGURATION_TYPES))})",
+            f'unknown type "{kind}" in {filename} line {type_line} (expected one of: {", ".join(wanted)})',
             line=type_line,
             key="type",
         )
-    if expected is not None and kind != expected:
+    if kind not in wanted:
         raise ConfigError(
-            f"{filename} line {type_line} says type: {kind}, but a {expected} configuration is needed here",
+            f"{filename} line {type_line} says type: {kind}, but a {' or '.join(wanted)} configuration is needed here",
             line=type_line,
             key="type",
         )
@@ -138,6 +194,9 @@ def _explain(exc: ValidationError, model: type[BaseModel], data: Any, filename: 
         missing = _dotted(loc)
         return ConfigError(f'missing key "{missing}" in {filename}{at_line}', line=line, key=missing)
     why = _reason(error)
+    if not found and len(loc) == 1 and isinstance(loc[0], str):
+        # A key left out that another key makes necessary (`backend: local` needs `path`).
+        return ConfigError(f'missing key "{loc[0]}" in {filename}: {why}', line=None, key=loc[0])
     if not found:
         return ConfigError(f"invalid {filename}: {why}", line=None, key=None)
     shown = f' "{_short(node)}"' if not isinstance(node, dict | list) else ""

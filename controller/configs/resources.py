@@ -300,6 +300,8 @@ class ResourcesSpec(ConfigModel):
     # None: any disk will do.
     disk: DiskSpec | None = None
     shm_size: ByteSize | None = None
+    # An extension to dstack: the host must have a local NVMe device (instance store, Azure local disk).
+    nvme: bool = False
 
     def __str__(self) -> str:
         parts = [f"cpu={self.cpu}", f"memory={self.memory}"]
@@ -309,4 +311,6 @@ class ResourcesSpec(ConfigModel):
             parts.append(f"disk={self.disk}")
         if self.shm_size is not None:
             parts.append(f"shm_size={format_size(self.shm_size)}")
+        if self.nvme:
+            parts.append("nvme=true")
         return " ".join(parts)

@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import re
-from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from controller.configs.common import ConfigModel, OffDuration, ResourceName
+from controller.configs.common import (
+    ConfigModel,
+    OffDuration,
+    ResourceName,
+    drop_empty_values,
+    validate_absolute_path,
+)
 from controller.configs.resources import ResourcesSpec
 
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _absolute_path(path: str) -> str:
-    posix = PurePosixPath(path)
-    if not path or not posix.is_absolute():
-        raise ValueError(f'path "{path}" must be absolute')
-    if ".." in posix.parts:
-        raise ValueError(f'path "{path}" must not contain ".."')
-    return str(posix)
 
 
 class MountPoint(ConfigModel):
@@ -55,7 +51,7 @@ class MountPoint(ConfigModel):
     @field_validator("path", "instance_path")
     @classmethod
     def _check_path(cls, value: str | None) -> str | None:
-        return None if value is None else _absolute_path(value)
+        return None if value is None else validate_absolute_path(value)
 
     @field_validator("name")
     @classmethod
@@ -127,9 +123,7 @@ class TaskConfiguration(ConfigModel):
     @model_validator(mode="before")
     @classmethod
     def _drop_empty_values(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: v for k, v in value.items() if not (v is None and k in _EMPTY_MEANS_DEFAULT)}
-        return value
+        return drop_empty_values(value, _EMPTY_MEANS_DEFAULT)
 
     @field_validator("image")
     @classmethod
@@ -146,7 +140,7 @@ class TaskConfiguration(ConfigModel):
     @field_validator("working_dir")
     @classmethod
     def _check_working_dir(cls, value: str | None) -> str | None:
-        return None if value is None else _absolute_path(value)
+        return None if value is None else validate_absolute_path(value)
 
     @field_validator("volumes")
     @classmethod

@@ -60,6 +60,18 @@ class AgentService(pb_grpc.AgentServiceServicer):
             log.warning("registration refused: %s", why)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "join token refused")
             raise AssertionError("unreachable")
+        if token.fleet and request.facts.fleet and request.facts.fleet != token.fleet:
+            # The token decides; agent.yaml may only name a fleet when the token names none.
+            log.warning(
+                "registration refused: token %s is for fleet %s, the host asks for %s",
+                token.id,
+                token.fleet,
+                request.facts.fleet,
+            )
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"the join token is for fleet {token.fleet}, not {request.facts.fleet}",
+            )
         name = self._free_name(request.name or request.facts.hostname or "host")
         secret = secrets.token_urlsafe(32)
         now = self.c.clock()
@@ -78,6 +90,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
             cert_serial=cert_serial_hex(certificate) if certificate else "",
         )
         store.add_host(host)
+        self.c.refresh_host(host)
         log.info("host %s (%s, %s) registered with token %s", name, host.id, host.arch, token.id)
         if self.c.tls is None:
             return pb.RegisterResponse(
@@ -95,9 +108,8 @@ class AgentService(pb_grpc.AgentServiceServicer):
         )
 
     def _free_name(self, wanted: str) -> str:
-        taken = {h.name for h in self.c.store.list_hosts()}
         name, n = wanted, 1
-        while name in taken:
+        while self.c.store.find_host(name) is not None:
             n += 1
             name = f"{wanted}-{n}"
         return name
@@ -119,6 +131,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
         host = self._apply_facts(host, first.hello.facts)
         session = AgentSession(host.id, last_seen=self.c.clock())
         self.c.sessions.attach(session)
+        self.c.refresh_host(host)  # live now
         log.info("host %s connected", host.name)
         session.send(
             pb.ControllerMessage(
@@ -147,6 +160,8 @@ class AgentService(pb_grpc.AgentServiceServicer):
         finally:
             reader.cancel()
             self.c.sessions.detach(session)
+            if self.c.index.get(host.id) is not None:  # not removed meanwhile
+                self.c.refresh_host(self.c.store.get_host(host.id) or host)
             log.info("host %s disconnected", host.name)
             self.c.wake()
 
@@ -198,6 +213,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
         host.region, host.zone = facts.region, facts.zone
         host.last_seen = self.c.clock()
         self.c.store.update_host(host)
+        self.c.refresh_host(host)
         return host
 
     async def _consume(

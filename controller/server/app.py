@@ -77,6 +77,7 @@ def add_ports(controller: Controller, server: grpc.aio.Server, settings: Control
 
 async def serve(settings: ControllerSettings, store: Store) -> None:
     controller = Controller(settings, store, PlatformLookup(settings.image_lookup))
+    controller.load()
     server = grpc.aio.server(
         options=[
             # Pings find agents whose machine vanished without closing the connection.

@@ -12,11 +12,14 @@ import grpc
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 
+from controller.configs.task import TaskConfiguration
 from controller.server import taskspec
 from controller.server.auth import require_api_token
+from controller.server.configs_service import ConfigsMixin
 from controller.server.convert import host_facts, log_line
 from controller.server.core import Controller
-from controller.store.records import FAILED, PENDING, STOPPED, TaskRecord
+from controller.server.requirements import SubmitError, check_zones, mounts
+from controller.store.records import FAILED, PENDING, STOPPED, HostRecord, TaskRecord
 
 log = logging.getLogger("dstack.controller.client")
 
@@ -25,7 +28,7 @@ ADJECTIVES = ("brave", "calm", "eager", "fast", "gentle", "happy", "keen", "luck
 ANIMALS = ("badger", "crane", "falcon", "heron", "lynx", "otter", "panda", "raven", "seal", "zebra")
 
 
-class ClientService(pb_grpc.ClientServiceServicer):
+class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
     def __init__(self, controller: Controller) -> None:
         self.c = controller
 
@@ -52,10 +55,15 @@ class ClientService(pb_grpc.ClientServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"invalid task name {name!r}: use lowercase letters, digits and dashes, starting with a letter",
             )
-        if any(t.name == name for t in self.c.store.list_tasks(include_finished=False)):
+        same = self.c.store.find_task(name)
+        if same is not None and same.name == name and not same.terminal:
             await context.abort(
                 grpc.StatusCode.ALREADY_EXISTS, f"task {name} is still active: stop it or choose another name"
             )
+        try:
+            await self._check(config)
+        except SubmitError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         task = TaskRecord(
             id=uuid.uuid4().hex,
             name=name,
@@ -66,15 +74,18 @@ class ClientService(pb_grpc.ClientServiceServicer):
         )
         self.c.store.add_task(task)
         log.info("task %s submitted (%s)", name, task.image)
-        # One placement pass before answering, so the reply already says where or why not.
-        await self.c.schedule_pending()
-        return self.c.task_message(self.c.store.get_task(task.id) or task)
+        return self.c.task_message(await self.c.place_new(task))
+
+    async def _check(self, config: TaskConfiguration) -> None:
+        """What dstack refuses at submit: missing, inactive, doubly mounted or incompatible
+        volumes, and zones nothing has (typo protection)."""
+        check_zones(config, self.c.known_zones())
+        mounts(config, self.c.volumes)
 
     def _generated_name(self) -> str:
-        active = {t.name for t in self.c.store.list_tasks(include_finished=True)}
         while True:
-            name = f"{secrets.choice(ADJECTIVES)}-{secrets.choice(ANIMALS)}-{secrets.randbelow(100)}"
-            if name not in active:
+            name = f"{secrets.choice(ADJECTIVES)}-{secrets.choice(ANIMALS)}-{secrets.randbelow(1000)}"
+            if self.c.store.find_task(name) is None:
                 return name
 
     async def ListTasks(self, request: pb.ListTasksRequest, context: grpc.aio.ServicerContext) -> pb.ListTasksResponse:
@@ -139,35 +150,34 @@ class ClientService(pb_grpc.ClientServiceServicer):
 
     async def ListHosts(self, request: pb.ListHostsRequest, context: grpc.aio.ServicerContext) -> pb.ListHostsResponse:
         await self._auth(context)
-        now = self.c.clock()
-        active = self.c.store.list_tasks(include_finished=False)
-        views = self.c.host_views(active, now)
         counts: dict[str, int] = {}
-        for t in active:
-            if t.host_id:
-                counts[t.host_id] = counts.get(t.host_id, 0) + 1
-        hosts = []
-        for h in self.c.store.list_hosts():
-            v = views[h.id]
-            hosts.append(
-                pb.Host(
-                    id=h.id,
-                    name=h.name,
-                    arch=h.arch,
-                    region=h.region,
-                    zone=h.zone,
-                    status="online" if v.live else "offline",
-                    facts=host_facts(h),
-                    registered_at_ms=int(h.registered_at * 1000),
-                    last_seen_ms=int(max(h.last_seen, self._session_seen(h.id)) * 1000),
-                    cpu_total=v.cpu_total,
-                    cpu_used=v.cpu_used,
-                    memory_total_bytes=v.memory_total_bytes,
-                    memory_used_bytes=v.memory_used_bytes,
-                    tasks=counts.get(h.id, 0),
-                )
-            )
-        return pb.ListHostsResponse(hosts=hosts)
+        for held in self.c.reservations.values():
+            counts[held[0]] = counts.get(held[0], 0) + 1
+        return pb.ListHostsResponse(
+            hosts=[self.host_message(h, counts.get(h.id, 0)) for h in self.c.store.list_hosts()]
+        )
+
+    def host_message(self, h: HostRecord, tasks: int = 0) -> pb.Host:
+        v = self.c.index.get(h.id) or self.c.refresh_host(h)
+        facts = host_facts(h)
+        return pb.Host(
+            id=h.id,
+            name=h.name,
+            arch=h.arch,
+            region=h.region,
+            zone=h.zone,
+            status="online" if v.live else "offline",
+            facts=facts,
+            registered_at_ms=int(h.registered_at * 1000),
+            last_seen_ms=int(max(h.last_seen, self._session_seen(h.id)) * 1000),
+            cpu_total=v.cpu_total,
+            cpu_used=v.cpu_used,
+            memory_total_bytes=v.memory_total_bytes,
+            memory_used_bytes=v.memory_used_bytes,
+            tasks=tasks,
+            fleet=h.fleet,
+            backend=v.backend,
+        )
 
     async def RemoveHost(self, request: pb.RemoveHostRequest, context: grpc.aio.ServicerContext) -> pb.Host:
         await self._auth(context)
@@ -183,11 +193,36 @@ class ClientService(pb_grpc.ClientServiceServicer):
                 self.c.publish_status(task)
         # Deleting the record revokes its certificate: the next handshake names a host that is gone.
         self.c.store.delete_host(host.id)
+        self.c.forget_host(host.id)
         session = self.c.sessions.get(host.id)
         if session is not None:
             session.close()
         log.info("host %s (%s) removed; its certificate no longer connects", host.name, host.id)
         return pb.Host(id=host.id, name=host.name, arch=host.arch, region=host.region, zone=host.zone, status="removed")
+
+    async def Apply(self, request: pb.ApplyRequest, context: grpc.aio.ServicerContext) -> pb.ApplyResponse:
+        await self._auth(context)
+        return await self.apply(request, context)
+
+    async def Delete(self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext) -> pb.DeleteResponse:
+        await self._auth(context)
+        return await self.delete(request, context)
+
+    async def ListFleets(
+        self, request: pb.ListFleetsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListFleetsResponse:
+        await self._auth(context)
+        return await self.list_fleets()
+
+    async def ListVolumes(
+        self, request: pb.ListVolumesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListVolumesResponse:
+        await self._auth(context)
+        return await self.list_volumes()
+
+    async def Offers(self, request: pb.OffersRequest, context: grpc.aio.ServicerContext) -> pb.OffersResponse:
+        await self._auth(context)
+        return await self.offers(request, context)
 
     def _session_seen(self, host_id: str) -> float:
         session = self.c.sessions.get(host_id)

@@ -14,12 +14,18 @@ from collections.abc import Callable
 
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 
+from controller.configs.fleet import FleetConfiguration
+from controller.configs.task import TaskConfiguration
+from controller.configs.volume import VolumeConfiguration
 from controller.images.platforms import PlatformLookup, native_arches
-from controller.placement import HostView, Requirements, place
+from controller.placement import HostIndex, HostView, Requirements
+from controller.placement.rules import volume_matches
 from controller.server import taskspec
 from controller.server.convert import host_facts, task_message
 from controller.server.events import TaskEvents
+from controller.server.requirements import AppliedVolume, SubmitError, requirements, volume_option
 from controller.server.sessions import Sessions
+from controller.server.views import host_view
 from controller.settings import ControllerSettings
 from controller.store import Store
 from controller.store.records import (
@@ -54,6 +60,11 @@ class Controller:
         self.clock = clock
         self.sessions = Sessions()
         self.events = TaskEvents()
+        self.index = HostIndex()
+        self.fleets: dict[str, FleetConfiguration] = {}
+        self.volumes: dict[str, AppliedVolume] = {}
+        self.reservations: dict[str, tuple[str, float, int, int]] = {}  # task -> (host, cpu, memory, gpus)
+        self.usage: dict[str, tuple[float, int, int]] = {}  # host -> what its tasks hold
         self.tls: ServerTLS | None = None  # None with --insecure
         self.agent_port = 0
         self._wake = asyncio.Event()
@@ -61,6 +72,9 @@ class Controller:
 
     # ------------------------------------------------------------------ views
     def host_name(self, host_id: str) -> str:
+        view = self.index.get(host_id) if host_id else None
+        if view is not None:
+            return view.name
         host = self.store.get_host(host_id) if host_id else None
         return host.name if host else ""
 
@@ -71,34 +85,88 @@ class Controller:
             resources = ""
         return task_message(task, self.host_name(task.host_id), resources)
 
-    def is_live(self, host: HostRecord, now: float) -> bool:
-        session = self.sessions.get(host.id)
+    def is_live(self, host_id: str, now: float) -> bool:
+        session = self.sessions.get(host_id)
         return session is not None and now - session.last_seen <= self.settings.host_grace_s
 
-    def host_views(self, active_tasks: list[TaskRecord], now: float) -> dict[str, HostView]:
-        used_cpu: dict[str, float] = {}
-        used_mem: dict[str, int] = {}
-        for task in active_tasks:
-            if task.status in ACTIVE_ON_HOST and task.host_id:
-                cpu, mem = taskspec.reservation(taskspec.parse(task.configuration_json))
-                used_cpu[task.host_id] = used_cpu.get(task.host_id, 0.0) + cpu
-                used_mem[task.host_id] = used_mem.get(task.host_id, 0) + mem
-        views = {}
+    # ------------------------------------------------- the in-memory picture
+    def load(self) -> None:
+        """Builds the index from the store: at start, so a restart loses nothing."""
+        self.reload_configs(refresh=False)
         for host in self.store.list_hosts():
-            facts = host_facts(host)
-            views[host.id] = HostView(
-                id=host.id,
-                name=host.name,
-                arch=host.arch,
-                live=self.is_live(host, now),
-                cpu_total=float(facts.cpu.threads or 0),
-                memory_total_bytes=facts.memory_bytes,
-                cpu_used=used_cpu.get(host.id, 0.0),
-                memory_used_bytes=used_mem.get(host.id, 0),
-                region=host.region,
-                zone=host.zone,
-            )
-        return views
+            self.refresh_host(host)
+        for task in self.store.list_tasks(include_finished=False):
+            if task.host_id and task.status in ACTIVE_ON_HOST:
+                try:
+                    req = self.static_requirements(task)
+                except (ValueError, SubmitError):
+                    continue
+                self.reserve(task.id, task.host_id, req.cpu, req.memory_bytes, req.gpu.count_min if req.gpu else 0)
+
+    def reload_configs(self, refresh: bool = True) -> None:
+        self.fleets = {}
+        for record in self.store.list_configs("fleet"):
+            self.fleets[record.name] = FleetConfiguration.model_validate_json(record.configuration_json)
+        self.volumes = {}
+        for record in self.store.list_configs("volume"):
+            config = VolumeConfiguration.model_validate_json(record.configuration_json)
+            self.volumes[record.name] = AppliedVolume(config, record.status)
+        if refresh:
+            for host in self.store.list_hosts():
+                self.refresh_host(host)
+
+    def refresh_host(self, host: HostRecord) -> HostView:
+        """Re-derives one host's view (facts, fleet, liveness) and keeps what its tasks hold."""
+        fleet = self.fleets.get(host.fleet)
+        view = host_view(
+            host,
+            host_facts(host),
+            self.is_live(host.id, self.clock()),
+            frozenset(r.lower() for r in fleet.regions) or None if fleet else None,
+            frozenset(fleet.availability_zones) or None if fleet else None,
+        )
+        cpu, memory, gpus = self.usage.get(host.id, (0.0, 0, 0))
+        view = dataclasses.replace(view, cpu_used=cpu, memory_used_bytes=memory, gpus_used=gpus)
+        self.index.upsert(view)
+        return view
+
+    def forget_host(self, host_id: str) -> None:
+        self.index.remove(host_id)
+        self.usage.pop(host_id, None)
+        for task_id in [t for t, r in self.reservations.items() if r[0] == host_id]:
+            del self.reservations[task_id]
+
+    def reserve(self, task_id: str, host_id: str, cpu: float, memory: int, gpus: int) -> None:
+        if task_id in self.reservations:
+            return
+        self.reservations[task_id] = (host_id, cpu, memory, gpus)
+        c, m, g = self.usage.get(host_id, (0.0, 0, 0))
+        self.usage[host_id] = (c + cpu, m + memory, g + gpus)
+        if self.index.get(host_id) is not None:
+            self.index.reserve(host_id, cpu, memory, gpus)
+
+    def release(self, task_id: str) -> None:
+        held = self.reservations.pop(task_id, None)
+        if held is None:
+            return
+        host_id, cpu, memory, gpus = held
+        c, m, g = self.usage.get(host_id, (0.0, 0, 0))
+        self.usage[host_id] = (max(c - cpu, 0.0), max(m - memory, 0), max(g - gpus, 0))
+        if self.index.get(host_id) is not None:
+            self.index.release(host_id, cpu, memory, gpus)
+
+    def refresh_liveness(self) -> None:
+        """Hosts go offline by the clock, not by an event: re-check them all."""
+        now = self.clock()
+        for view in list(self.index.hosts()):
+            if view.live != self.is_live(view.id, now):
+                self.index.upsert(dataclasses.replace(view, live=not view.live))
+
+    def known_zones(self) -> set[str]:
+        zones = {v.zone for v in self.index.hosts() if v.zone}
+        zones |= {z for f in self.fleets.values() for z in f.availability_zones}
+        zones |= {v.config.availability_zone for v in self.volumes.values() if v.config.availability_zone}
+        return zones
 
     # ------------------------------------------------------------- scheduling
     def wake(self) -> None:
@@ -112,63 +180,109 @@ class Controller:
                 await asyncio.wait_for(self._wake.wait(), timeout=5.0)
             self._wake.clear()
             try:
+                self.refresh_liveness()
                 await self.schedule_pending()
             except Exception:  # a bug here must not stop scheduling for good
                 log.exception("scheduling pass failed")
 
-    async def requirements(self, task: TaskRecord) -> Requirements:
+    def probe_task(self, config: TaskConfiguration, configuration_json: str) -> TaskRecord:
+        """A task that is never stored: what `offers` asks placement about."""
+        return TaskRecord(
+            id="offers",
+            name=config.name or "offers",
+            configuration_json=configuration_json,
+            image=config.image,
+            submitted_at=self.clock(),
+        )
+
+    def static_requirements(
+        self,
+        task: TaskRecord,
+        arches: frozenset[str] | None = None,
+        source: str = "",
+        platforms: frozenset[str] | None = None,
+    ) -> Requirements:
         config = taskspec.parse(task.configuration_json)
-        cpu, memory = taskspec.reservation(config)
-        excluded = frozenset(task.refused_hosts)
         explicit = taskspec.explicit_arch(config)
         if explicit:
-            return Requirements(frozenset({explicit}), "resources.cpu", cpu, memory, excluded)
-        if task.arch:
-            return Requirements(frozenset({task.arch}), "refusal", cpu, memory, excluded)
+            arches, source, platforms = frozenset({explicit}), "resources.cpu", None
+        elif task.arch:
+            arches, source, platforms = frozenset({task.arch}), "refusal", None
+        return requirements(config, arches, source, frozenset(task.refused_hosts), self.volumes, platforms)
+
+    async def task_requirements(self, task: TaskRecord) -> Requirements:
+        """Adds what the registry says about the image when the task names no arch."""
+        config = taskspec.parse(task.configuration_json)
+        if taskspec.explicit_arch(config) or task.arch:
+            return self.static_requirements(task)
         platforms = await asyncio.to_thread(self.lookup.platforms, task.image)
-        if platforms is not None:
-            return Requirements(native_arches(platforms) & SUPPORTED_ARCHES, "image", cpu, memory, excluded)
-        return Requirements(None, "", cpu, memory, excluded)
+        if platforms is None:
+            return self.static_requirements(task)
+        return self.static_requirements(task, native_arches(platforms) & SUPPORTED_ARCHES, "image", platforms)
 
     async def schedule_pending(self) -> None:
         async with self._schedule_lock:
-            active = self.store.list_tasks(include_finished=False)
-            pending = [t for t in active if t.status == PENDING]
-            if not pending:
-                return
-            now = self.clock()
-            views = self.host_views(active, now)
-            for task in pending:
-                req = await self.requirements(task)
-                decision = place(req, views.values())
-                if decision.chosen is None:
-                    reason = f"{task.refusal} ({decision.reason})" if task.refusal else decision.reason
-                    if task.reason != reason:
-                        task.reason = reason
-                        self.store.update_task(task)
-                        self.publish_status(task)
-                        log.info("task %s pending: %s", task.name, reason)
-                    continue
-                host = decision.chosen
-                task.status, task.host_id, task.reason = PROVISIONING, host.id, ""
-                self.store.update_task(task)
-                views[host.id] = dataclasses.replace(
-                    host,
-                    cpu_used=host.cpu_used + req.cpu,
-                    memory_used_bytes=host.memory_used_bytes + req.memory_bytes,
-                )
-                log.info("task %s placed on %s", task.name, host.name)
-                self.publish_status(task)
-                self.sessions.send(host.id, self.assignment(task))
+            for task in self.store.list_tasks(include_finished=False):
+                if task.status == PENDING:
+                    await self._try_place(task)
+
+    async def place_new(self, task: TaskRecord) -> TaskRecord:
+        """One placement attempt for a just-submitted task, so the reply already says where or why not."""
+        async with self._schedule_lock:
+            await self._try_place(task)
+        return task
+
+    async def _try_place(self, task: TaskRecord) -> None:
+        try:
+            req = await self.task_requirements(task)
+        except SubmitError as exc:  # e.g. a volume deleted since the submit
+            self._set_pending_reason(task, str(exc))
+            return
+        decision = self.index.place(req)
+        if decision.chosen is None:
+            self._set_pending_reason(task, f"{task.refusal} ({decision.reason})" if task.refusal else decision.reason)
+            return
+        host = decision.chosen
+        task.status, task.host_id, task.reason = PROVISIONING, host.id, ""
+        self.store.update_task(task)
+        self.reserve(task.id, host.id, req.cpu, req.memory_bytes, decision.gpus)
+        log.info("task %s placed on %s", task.name, host.name)
+        self.publish_status(task)
+        self.sessions.send(host.id, self.assignment(task))
+
+    def _set_pending_reason(self, task: TaskRecord, reason: str) -> None:
+        if task.reason != reason:
+            task.reason = reason
+            self.store.update_task(task)
+            self.publish_status(task)
+            log.info("task %s pending: %s", task.name, reason)
+
+    def mounts_for(self, config: TaskConfiguration, host_id: str) -> list[pb.Mount]:
+        """Bind mounts on that host: instance paths as given; for a volume list, the first
+        volume in list order available there (the same choice placement made)."""
+        view = self.index.get(host_id)
+        found = []
+        for mount in config.volumes:
+            if mount.instance_path:
+                found.append(pb.Mount(source=mount.instance_path, target=mount.path))
+                continue
+            for name in mount.name or []:
+                applied = self.volumes.get(name)
+                if applied is not None and view is not None and volume_matches(volume_option(applied.config), view):
+                    found.append(pb.Mount(source=applied.config.path or "", target=mount.path, volume=name))
+                    break
+        return found
 
     def assignment(self, task: TaskRecord) -> pb.ControllerMessage:
         counts = self.store.log_counts(task.id)
         config = taskspec.parse(task.configuration_json)
+        run = taskspec.run_spec(config)
+        run.mounts.extend(self.mounts_for(config, task.host_id))
         return pb.ControllerMessage(
             assign=pb.Assignment(
                 task_id=task.id,
                 task_name=task.name,
-                run=taskspec.run_spec(config),
+                run=run,
                 stdout_offset=counts.get(pb.LOG_STREAM_STDOUT, 0),
                 stderr_offset=counts.get(pb.LOG_STREAM_STDERR, 0),
                 started=task.started_at is not None,
@@ -244,6 +358,8 @@ class Controller:
         else:
             return []
         self.store.update_task(task)
+        if task.terminal or task.status == PENDING:
+            self.release(task.id)
         if publish:
             self.publish_status(task)
         log.info("task %s is %s%s", task.name, task.status, f": {task.reason}" if task.reason else "")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from controller.store.records import HostRecord, StoredLogLine, TaskRecord, TokenRecord
+from controller.store.records import ConfigRecord, HostRecord, StoredLogLine, TaskRecord, TokenRecord
 
 
 class Store(ABC):
@@ -33,6 +33,9 @@ class Store(ABC):
 
     @abstractmethod
     def get_host(self, host_id: str) -> HostRecord | None: ...
+
+    @abstractmethod
+    def find_host(self, name: str) -> HostRecord | None: ...
 
     @abstractmethod
     def list_hosts(self) -> list[HostRecord]: ...
@@ -75,6 +78,20 @@ class Store(ABC):
     @abstractmethod
     def read_logs(self, task_id: str) -> list[StoredLogLine]:
         """All lines of a task, in the order the engine timestamped them."""
+
+    # fleets and volumes
+    @abstractmethod
+    def put_config(self, record: ConfigRecord) -> None:
+        """Insert, or update in place (keeping created_at)."""
+
+    @abstractmethod
+    def get_config(self, kind: str, name: str) -> ConfigRecord | None: ...
+
+    @abstractmethod
+    def list_configs(self, kind: str) -> list[ConfigRecord]: ...
+
+    @abstractmethod
+    def delete_config(self, kind: str, name: str) -> bool: ...
 
     @abstractmethod
     def close(self) -> None: ...

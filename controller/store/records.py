@@ -77,6 +77,19 @@ class TaskRecord:
         return self.status in TERMINAL_STATUSES
 
 
+@dataclass
+class ConfigRecord:
+    """An applied fleet or volume: its configuration as the user wrote it (JSON of the model)."""
+
+    kind: str  # fleet | volume
+    name: str
+    configuration_json: str
+    created_at: float
+    updated_at: float
+    status: str = "active"
+    error: str = ""
+
+
 @dataclass(frozen=True)
 class StoredLogLine:
     stream: int  # 1 stdout, 2 stderr (the proto's LogStream values)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.store.base import Store
-from controller.store.records import HostRecord, StoredLogLine, TaskRecord, TokenRecord
+from controller.store.records import ConfigRecord, HostRecord, StoredLogLine, TaskRecord, TokenRecord
 
 SCHEMA_VERSION = 1
 
@@ -47,6 +47,11 @@ CREATE TABLE IF NOT EXISTS logs (
     data BLOB NOT NULL, PRIMARY KEY (task_id, stream, seq)
 );
 CREATE INDEX IF NOT EXISTS logs_order ON logs (task_id, ts_ns);
+CREATE TABLE IF NOT EXISTS configs (
+    kind TEXT NOT NULL, name TEXT NOT NULL, configuration_json TEXT NOT NULL, created_at REAL NOT NULL,
+    updated_at REAL NOT NULL, status TEXT NOT NULL DEFAULT 'active', error TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (kind, name)
+);
 """
 
 # Columns added after a table was first released: a database made by an older controller
@@ -56,6 +61,8 @@ ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("hosts", "cert_serial", "TEXT NOT NULL DEFAULT ''"),
     ("hosts", "prev_cert_serial", "TEXT NOT NULL DEFAULT ''"),
 )
+
+_CONFIG_COLUMNS = "kind, name, configuration_json, created_at, updated_at, status, error"
 
 _TASK_COLUMNS = (
     "id, name, configuration_json, image, submitted_at, status, arch, host_id, reason, exit_code, "
@@ -148,6 +155,10 @@ class SQLiteStore(Store):
         with self._tx() as db:
             db.execute(f"INSERT INTO hosts ({_HOST_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", _host_row(host))
 
+    def find_host(self, name: str) -> HostRecord | None:
+        rows = self._query(f"SELECT {_HOST_COLUMNS} FROM hosts WHERE name = ?", (name,))
+        return HostRecord(*rows[0]) if rows else None
+
     def get_host(self, host_id: str) -> HostRecord | None:
         rows = self._query(f"SELECT {_HOST_COLUMNS} FROM hosts WHERE id = ?", (host_id,))
         return HostRecord(*rows[0]) if rows else None
@@ -228,6 +239,30 @@ class SQLiteStore(Store):
             (task_id,),
         )
         return [StoredLogLine(int(s), int(q), int(t), bytes(d)) for s, q, t, d in rows]
+
+    # ----------------------------------------------------------------- configs
+    def put_config(self, record: ConfigRecord) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO configs (kind, name, configuration_json, created_at, updated_at, status, error) "
+                "VALUES (?,?,?,?,?,?,?) ON CONFLICT (kind, name) DO UPDATE SET "
+                "configuration_json=excluded.configuration_json, updated_at=excluded.updated_at, "
+                "status=excluded.status, error=excluded.error",
+                (record.kind, record.name, record.configuration_json, record.created_at, record.updated_at,
+                 record.status, record.error),
+            )  # fmt: skip
+
+    def get_config(self, kind: str, name: str) -> ConfigRecord | None:
+        rows = self._query(f"SELECT {_CONFIG_COLUMNS} FROM configs WHERE kind = ? AND name = ?", (kind, name))
+        return ConfigRecord(*rows[0]) if rows else None
+
+    def list_configs(self, kind: str) -> list[ConfigRecord]:
+        rows = self._query(f"SELECT {_CONFIG_COLUMNS} FROM configs WHERE kind = ? ORDER BY name", (kind,))
+        return [ConfigRecord(*r) for r in rows]
+
+    def delete_config(self, kind: str, name: str) -> bool:
+        with self._tx() as db:
+            return db.execute("DELETE FROM configs WHERE kind = ? AND name = ?", (kind, name)).rowcount > 0
 
     def close(self) -> None:
         with self._lock:

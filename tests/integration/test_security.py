@@ -163,8 +163,7 @@ def tls_cluster(tmp_path: Path, docker_engine: DockerEngine, busybox_images: dic
 
 def test_an_agent_does_not_speak_plaintext_to_a_tls_controller(tls_cluster: Cluster, tmp_path: Path) -> None:
     token = tls_cluster.controller.token()
-    agent = AgentProcess(tls_cluster.controller, tmp_path / "plain-agent", token, "plain-agent")
-    (tmp_path / "no-agent.yaml").write_text("cloud: off\ninsecure: true\n")
+    agent = AgentProcess(tls_cluster.controller, tmp_path / "plain-agent", token, "plain-agent", "insecure: true\n")
     agent.start()
     try:
         # It cannot get through: it retries as if the controller were down, and never registers.

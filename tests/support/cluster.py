@@ -158,7 +158,9 @@ class ControllerProcess(Process):
 
 
 class AgentProcess(Process):
-    def __init__(self, controller: ControllerProcess, state_dir: Path, join_token: str, name: str) -> None:
+    def __init__(
+        self, controller: ControllerProcess, state_dir: Path, join_token: str, name: str, config: str = ""
+    ) -> None:
         self.controller, self.state_dir, self.name = controller, state_dir, name
         env = dict(os.environ, DSTACK_AGENT_RECONNECT_MAX_S="2")
         args = [
@@ -171,12 +173,14 @@ class AgentProcess(Process):
             "--name",
             name,
             "--config",
-            str(state_dir.parent / "no-agent.yaml"),
+            str(state_dir.parent / f"{name}-agent.yaml"),
         ]
         if join_token:
             args += ["--join-token", join_token]
-        config = "cloud: off\n" + ("insecure: true\n" if controller.insecure else "")  # never ask a metadata service
-        (state_dir.parent / "no-agent.yaml").write_text(config)
+        # Tests never ask a metadata service; `config` adds agent.yaml lines (region, zone, fleet).
+        text = "cloud: off\n" + ("insecure: true\n" if controller.insecure else "") + config
+        self.config_path = state_dir.parent / f"{name}-agent.yaml"
+        self.config_path.write_text(text)
         super().__init__(args, state_dir.parent / f"{state_dir.name}.log", env)
 
     def start_and_wait_online(self) -> None:

@@ -875,22 +875,22 @@ def test_errors_are_one_line_without_pydantic_noise() -> None:
 # --- loader: dispatch on type ------------------------------------------------------------------
 
 
-class _FleetStub(ConfigModel):
-    type: Literal["fleet"] = "fleet"
+class _GatewayStub(ConfigModel):
+    type: Literal["gateway"] = "gateway"
     name: str
 
 
 def test_new_type_is_one_registry_entry(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(CONFIGURATION_TYPES, "fleet", _FleetStub)
-    fleet = parse_config_text("type: fleet\nname: gpu\n", "fleet.yaml")
-    assert isinstance(fleet, _FleetStub) and fleet.name == "gpu"
+    monkeypatch.setitem(CONFIGURATION_TYPES, "gateway", _GatewayStub)
+    gateway = parse_config_text("type: gateway\nname: gw\n", "gateway.yaml")
+    assert isinstance(gateway, _GatewayStub) and gateway.name == "gw"
     assert isinstance(parse_config_text("type: task\nimage: x\n", "task.yaml"), TaskConfiguration)
     with pytest.raises(ConfigError) as info:
-        parse_config_text("type: fleet\nnme: gpu\n", "fleet.yaml")
-    assert str(info.value) == 'unknown key "nme" in fleet.yaml line 2 (did you mean "name"?)'
+        parse_config_text("type: gateway\nnme: gw\n", "gateway.yaml")
+    assert str(info.value) == 'unknown key "nme" in gateway.yaml line 2 (did you mean "name"?)'
     with pytest.raises(ConfigError) as info:
-        parse_task_text("type: fleet\nname: gpu\n", "fleet.yaml")
-    assert str(info.value) == "fleet.yaml line 1 says type: fleet, but a task configuration is needed here"
+        parse_task_text("type: gateway\nname: gw\n", "gateway.yaml")
+    assert str(info.value) == "gateway.yaml line 1 says type: gateway, but a task configuration is needed here"
     with pytest.raises(ConfigError) as info:
-        parse_config_text("type: flet\n", "x.yaml")
-    assert str(info.value) == 'unknown type "flet" in x.yaml line 1 (expected one of: fleet, task)'
+        parse_config_text("type: gatway\n", "x.yaml")
+    assert str(info.value) == 'unknown type "gatway" in x.yaml line 1 (expected one of: fleet, gateway, task, volume)'

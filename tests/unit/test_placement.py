@@ -172,7 +172,23 @@ def test_first_failing_rule_is_reported() -> None:
     assert first_rejection(req({"arm64"}, cpu=2, mem=2 * GIB), live_now).rule == "arch"  # type: ignore[union-attr]
     assert first_rejection(req({"amd64"}, cpu=2, mem=2 * GIB), live_now).rule == "cpu"  # type: ignore[union-attr]
     assert first_rejection(req({"amd64"}, cpu=0, mem=2 * GIB), live_now).rule == "memory"  # type: ignore[union-attr]
-    assert [name for name, _ in RULES] == ["live", "refused", "arch", "cpu", "memory"]
+    # Location rules (fleet .. volumes) sit between arch and cpu; gpu, disk and nvme come last.
+    assert [name for name, _ in RULES] == [
+        "live",
+        "refused",
+        "arch",
+        "fleet",
+        "backend",
+        "region",
+        "zone",
+        "fleet-zone",
+        "volumes",
+        "cpu",
+        "memory",
+        "gpu",
+        "disk",
+        "nvme",
+    ]
 
 
 def test_cpu_fit_uses_free_capacity() -> None:

@@ -423,3 +423,21 @@ def test_a_database_from_an_older_controller_gains_the_new_columns(tmp_path: Pat
     host.cert_serial = "ab"
     store.update_host(host)
     assert store.get_host("h1").cert_serial == "ab"  # type: ignore[union-attr]
+
+
+def test_configs_insert_update_in_place_list_delete_and_survive_reopen(tmp_path: Path) -> None:
+    from controller.store.records import ConfigRecord
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    store = open_store(url)
+    store.put_config(ConfigRecord("fleet", "gpu", '{"a": 1}', created_at=1.0, updated_at=1.0))
+    store.put_config(ConfigRecord("volume", "gpu", '{"v": 1}', created_at=2.0, updated_at=2.0))
+    store.put_config(ConfigRecord("fleet", "gpu", '{"a": 2}', created_at=9.0, updated_at=5.0, error="x"))
+    fleet = store.get_config("fleet", "gpu")
+    assert fleet == ConfigRecord("fleet", "gpu", '{"a": 2}', created_at=1.0, updated_at=5.0, error="x")
+    assert [c.name for c in store.list_configs("volume")] == ["gpu"]
+    store.close()
+    store = open_store(url)
+    assert store.get_config("fleet", "gpu") == fleet
+    assert store.delete_config("fleet", "gpu") and not store.delete_config("fleet", "gpu")
+    assert store.get_config("fleet", "gpu") is None and store.get_config("volume", "gpu") is not None

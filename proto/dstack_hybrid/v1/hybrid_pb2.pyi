@@ -293,7 +293,7 @@ class Assignment(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., task_name: _Optional[str] = ..., run: _Optional[_Union[RunSpec, _Mapping]] = ..., stdout_offset: _Optional[int] = ..., stderr_offset: _Optional[int] = ..., started: _Optional[bool] = ...) -> None: ...
 
 class RunSpec(_message.Message):
-    __slots__ = ("image", "commands", "env", "cpu_limit", "memory_limit_bytes", "working_dir", "privileged", "always_pull", "shm_size_bytes")
+    __slots__ = ("image", "commands", "env", "cpu_limit", "memory_limit_bytes", "working_dir", "privileged", "always_pull", "shm_size_bytes", "mounts")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -310,6 +310,7 @@ class RunSpec(_message.Message):
     PRIVILEGED_FIELD_NUMBER: _ClassVar[int]
     ALWAYS_PULL_FIELD_NUMBER: _ClassVar[int]
     SHM_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MOUNTS_FIELD_NUMBER: _ClassVar[int]
     image: str
     commands: _containers.RepeatedScalarFieldContainer[str]
     env: _containers.ScalarMap[str, str]
@@ -319,7 +320,18 @@ class RunSpec(_message.Message):
     privileged: bool
     always_pull: bool
     shm_size_bytes: int
-    def __init__(self, image: _Optional[str] = ..., commands: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., cpu_limit: _Optional[float] = ..., memory_limit_bytes: _Optional[int] = ..., working_dir: _Optional[str] = ..., privileged: _Optional[bool] = ..., always_pull: _Optional[bool] = ..., shm_size_bytes: _Optional[int] = ...) -> None: ...
+    mounts: _containers.RepeatedCompositeFieldContainer[Mount]
+    def __init__(self, image: _Optional[str] = ..., commands: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., cpu_limit: _Optional[float] = ..., memory_limit_bytes: _Optional[int] = ..., working_dir: _Optional[str] = ..., privileged: _Optional[bool] = ..., always_pull: _Optional[bool] = ..., shm_size_bytes: _Optional[int] = ..., mounts: _Optional[_Iterable[_Union[Mount, _Mapping]]] = ...) -> None: ...
+
+class Mount(_message.Message):
+    __slots__ = ("source", "target", "volume")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    target: str
+    volume: str
+    def __init__(self, source: _Optional[str] = ..., target: _Optional[str] = ..., volume: _Optional[str] = ...) -> None: ...
 
 class StopTask(_message.Message):
     __slots__ = ("task_id", "abort", "grace_s")
@@ -336,6 +348,134 @@ class Release(_message.Message):
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     def __init__(self, task_id: _Optional[str] = ...) -> None: ...
+
+class ApplyRequest(_message.Message):
+    __slots__ = ("kind", "configuration_json")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CONFIGURATION_JSON_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    configuration_json: str
+    def __init__(self, kind: _Optional[str] = ..., configuration_json: _Optional[str] = ...) -> None: ...
+
+class ApplyResponse(_message.Message):
+    __slots__ = ("kind", "name", "action")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    name: str
+    action: str
+    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., action: _Optional[str] = ...) -> None: ...
+
+class DeleteRequest(_message.Message):
+    __slots__ = ("kind", "name", "force")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    name: str
+    force: bool
+    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class DeleteResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListFleetsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Fleet(_message.Message):
+    __slots__ = ("name", "configuration_json", "status", "error", "created_at_ms", "hosts")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONFIGURATION_JSON_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    HOSTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    configuration_json: str
+    status: str
+    error: str
+    created_at_ms: int
+    hosts: _containers.RepeatedCompositeFieldContainer[Host]
+    def __init__(self, name: _Optional[str] = ..., configuration_json: _Optional[str] = ..., status: _Optional[str] = ..., error: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., hosts: _Optional[_Iterable[_Union[Host, _Mapping]]] = ...) -> None: ...
+
+class ListFleetsResponse(_message.Message):
+    __slots__ = ("fleets",)
+    FLEETS_FIELD_NUMBER: _ClassVar[int]
+    fleets: _containers.RepeatedCompositeFieldContainer[Fleet]
+    def __init__(self, fleets: _Optional[_Iterable[_Union[Fleet, _Mapping]]] = ...) -> None: ...
+
+class ListVolumesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Volume(_message.Message):
+    __slots__ = ("name", "configuration_json", "status", "error", "created_at_ms", "attached")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONFIGURATION_JSON_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    ATTACHED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    configuration_json: str
+    status: str
+    error: str
+    created_at_ms: int
+    attached: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., configuration_json: _Optional[str] = ..., status: _Optional[str] = ..., error: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., attached: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListVolumesResponse(_message.Message):
+    __slots__ = ("volumes",)
+    VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    volumes: _containers.RepeatedCompositeFieldContainer[Volume]
+    def __init__(self, volumes: _Optional[_Iterable[_Union[Volume, _Mapping]]] = ...) -> None: ...
+
+class OffersRequest(_message.Message):
+    __slots__ = ("configuration_json",)
+    CONFIGURATION_JSON_FIELD_NUMBER: _ClassVar[int]
+    configuration_json: str
+    def __init__(self, configuration_json: _Optional[str] = ...) -> None: ...
+
+class Offer(_message.Message):
+    __slots__ = ("host", "chosen", "reason", "arch", "region", "zone", "fleet", "backend", "cpu_free", "memory_free_bytes", "gpus_free", "status", "volumes")
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    CHOSEN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ARCH_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    ZONE_FIELD_NUMBER: _ClassVar[int]
+    FLEET_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    CPU_FREE_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FREE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    host: str
+    chosen: bool
+    reason: str
+    arch: str
+    region: str
+    zone: str
+    fleet: str
+    backend: str
+    cpu_free: float
+    memory_free_bytes: int
+    gpus_free: int
+    status: str
+    volumes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, host: _Optional[str] = ..., chosen: _Optional[bool] = ..., reason: _Optional[str] = ..., arch: _Optional[str] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., fleet: _Optional[str] = ..., backend: _Optional[str] = ..., cpu_free: _Optional[float] = ..., memory_free_bytes: _Optional[int] = ..., gpus_free: _Optional[int] = ..., status: _Optional[str] = ..., volumes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class OffersResponse(_message.Message):
+    __slots__ = ("offers", "reason")
+    OFFERS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    offers: _containers.RepeatedCompositeFieldContainer[Offer]
+    reason: str
+    def __init__(self, offers: _Optional[_Iterable[_Union[Offer, _Mapping]]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class RemoveHostRequest(_message.Message):
     __slots__ = ("name",)
@@ -430,7 +570,7 @@ class ListHostsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Host(_message.Message):
-    __slots__ = ("id", "name", "arch", "region", "zone", "status", "facts", "registered_at_ms", "last_seen_ms", "cpu_total", "cpu_used", "memory_total_bytes", "memory_used_bytes", "tasks")
+    __slots__ = ("id", "name", "arch", "region", "zone", "status", "facts", "registered_at_ms", "last_seen_ms", "cpu_total", "cpu_used", "memory_total_bytes", "memory_used_bytes", "tasks", "fleet", "backend")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ARCH_FIELD_NUMBER: _ClassVar[int]
@@ -445,6 +585,8 @@ class Host(_message.Message):
     MEMORY_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     MEMORY_USED_BYTES_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
+    FLEET_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     arch: str
@@ -459,7 +601,9 @@ class Host(_message.Message):
     memory_total_bytes: int
     memory_used_bytes: int
     tasks: int
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., arch: _Optional[str] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., status: _Optional[str] = ..., facts: _Optional[_Union[HostFacts, _Mapping]] = ..., registered_at_ms: _Optional[int] = ..., last_seen_ms: _Optional[int] = ..., cpu_total: _Optional[float] = ..., cpu_used: _Optional[float] = ..., memory_total_bytes: _Optional[int] = ..., memory_used_bytes: _Optional[int] = ..., tasks: _Optional[int] = ...) -> None: ...
+    fleet: str
+    backend: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., arch: _Optional[str] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., status: _Optional[str] = ..., facts: _Optional[_Union[HostFacts, _Mapping]] = ..., registered_at_ms: _Optional[int] = ..., last_seen_ms: _Optional[int] = ..., cpu_total: _Optional[float] = ..., cpu_used: _Optional[float] = ..., memory_total_bytes: _Optional[int] = ..., memory_used_bytes: _Optional[int] = ..., tasks: _Optional[int] = ..., fleet: _Optional[str] = ..., backend: _Optional[str] = ...) -> None: ...
 
 class ListHostsResponse(_message.Message):
     __slots__ = ("hosts",)

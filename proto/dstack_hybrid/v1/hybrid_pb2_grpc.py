@@ -198,6 +198,31 @@ class ClientServiceStub:
                 request_serializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.RemoveHostRequest.SerializeToString,
                 response_deserializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.Host.FromString,
                 _registered_method=True)
+        self.Apply = channel.unary_unary(
+                '/dstack_hybrid.v1.ClientService/Apply',
+                request_serializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.ApplyRequest.SerializeToString,
+                response_deserializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.ApplyResponse.FromString,
+                _registered_method=True)
+        self.Delete = channel.unary_unary(
+                '/dstack_hybrid.v1.ClientService/Delete',
+                request_serializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.DeleteRequest.SerializeToString,
+                response_deserializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.DeleteResponse.FromString,
+                _registered_method=True)
+        self.ListFleets = channel.unary_unary(
+                '/dstack_hybrid.v1.ClientService/ListFleets',
+                request_serializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.ListFleetsRequest.SerializeToString,
+                response_deserializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.ListFleetsResponse.FromString,
+                _registered_method=True)
+        self.ListVolumes = channel.unary_unary(
+                '/dstack_hybrid.v1.ClientService/ListVolumes',
+                request_serializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.ListVolumesRequest.SerializeToString,
+                response_deserializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.ListVolumesResponse.FromString,
+                _registered_method=True)
+        self.Offers = channel.unary_unary(
+                '/dstack_hybrid.v1.ClientService/Offers',
+                request_serializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.OffersRequest.SerializeToString,
+                response_deserializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.OffersResponse.FromString,
+                _registered_method=True)
 
 
 class ClientServiceServicer:
@@ -250,6 +275,38 @@ class ClientServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Apply(self, request, context):
+        """Fleets and volumes (type: fleet | volume files).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Delete(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFleets(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVolumes(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Offers(self, request, context):
+        """Where a task would run, and why every other host would not.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClientServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -287,6 +344,31 @@ def add_ClientServiceServicer_to_server(servicer, server):
                     servicer.RemoveHost,
                     request_deserializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.RemoveHostRequest.FromString,
                     response_serializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.Host.SerializeToString,
+            ),
+            'Apply': grpc.unary_unary_rpc_method_handler(
+                    servicer.Apply,
+                    request_deserializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.ApplyRequest.FromString,
+                    response_serializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.ApplyResponse.SerializeToString,
+            ),
+            'Delete': grpc.unary_unary_rpc_method_handler(
+                    servicer.Delete,
+                    request_deserializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.DeleteRequest.FromString,
+                    response_serializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.DeleteResponse.SerializeToString,
+            ),
+            'ListFleets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFleets,
+                    request_deserializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.ListFleetsRequest.FromString,
+                    response_serializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.ListFleetsResponse.SerializeToString,
+            ),
+            'ListVolumes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVolumes,
+                    request_deserializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.ListVolumesRequest.FromString,
+                    response_serializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.ListVolumesResponse.SerializeToString,
+            ),
+            'Offers': grpc.unary_unary_rpc_method_handler(
+                    servicer.Offers,
+                    request_deserializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.OffersRequest.FromString,
+                    response_serializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.OffersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -481,6 +563,141 @@ class ClientService:
             '/dstack_hybrid.v1.ClientService/RemoveHost',
             dstack__hybrid_dot_v1_dot_hybrid__pb2.RemoveHostRequest.SerializeToString,
             dstack__hybrid_dot_v1_dot_hybrid__pb2.Host.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Apply(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dstack_hybrid.v1.ClientService/Apply',
+            dstack__hybrid_dot_v1_dot_hybrid__pb2.ApplyRequest.SerializeToString,
+            dstack__hybrid_dot_v1_dot_hybrid__pb2.ApplyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Delete(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dstack_hybrid.v1.ClientService/Delete',
+            dstack__hybrid_dot_v1_dot_hybrid__pb2.DeleteRequest.SerializeToString,
+            dstack__hybrid_dot_v1_dot_hybrid__pb2.DeleteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFleets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dstack_hybrid.v1.ClientService/ListFleets',
+            dstack__hybrid_dot_v1_dot_hybrid__pb2.ListFleetsRequest.SerializeToString,
+            dstack__hybrid_dot_v1_dot_hybrid__pb2.ListFleetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVolumes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dstack_hybrid.v1.ClientService/ListVolumes',
+            dstack__hybrid_dot_v1_dot_hybrid__pb2.ListVolumesRequest.SerializeToString,
+            dstack__hybrid_dot_v1_dot_hybrid__pb2.ListVolumesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Offers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dstack_hybrid.v1.ClientService/Offers',
+            dstack__hybrid_dot_v1_dot_hybrid__pb2.OffersRequest.SerializeToString,
+            dstack__hybrid_dot_v1_dot_hybrid__pb2.OffersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,162 @@
+"""Fleets, volumes and offers: the ClientService calls that read or change applied configurations."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from dstack_hybrid.v1 import hybrid_pb2 as pb
+from pydantic import ValidationError
+
+from controller.configs.fleet import FleetConfiguration
+from controller.configs.volume import VolumeConfiguration
+from controller.placement import place
+from controller.server import taskspec
+from controller.server.core import Controller
+from controller.server.requirements import SubmitError, check_zones
+from controller.store.records import ConfigRecord
+
+log = logging.getLogger("dstack.controller.configs")
+
+MODELS: dict[str, type[FleetConfiguration] | type[VolumeConfiguration]] = {
+    "fleet": FleetConfiguration,
+    "volume": VolumeConfiguration,
+}
+
+
+class ConfigsMixin:
+    """Mixed into ClientService; `c` is the controller, auth is done by the caller."""
+
+    c: Controller
+
+    async def apply(self, request: pb.ApplyRequest, context: grpc.aio.ServicerContext) -> pb.ApplyResponse:
+        model = MODELS.get(request.kind)
+        if model is None:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"cannot apply a {request.kind or 'nameless'} configuration: only fleet and volume files",
+            )
+            raise AssertionError("unreachable")
+        try:
+            config = model.model_validate_json(request.configuration_json)
+        except ValidationError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid {request.kind}: {exc.errors()[0]['msg']}")
+            raise AssertionError("unreachable") from None
+        # Stored as the controller serialises it, so applying the same file again compares equal.
+        text = config.model_dump_json()
+        now = self.c.clock()
+        existing = self.c.store.get_config(request.kind, config.name)
+        if existing is not None and existing.configuration_json == text:
+            return pb.ApplyResponse(kind=request.kind, name=config.name, action="unchanged")
+        self.c.store.put_config(ConfigRecord(request.kind, config.name, text, created_at=now, updated_at=now))
+        self.c.reload_configs()
+        self.c.wake()  # a new fleet or volume may let a pending task run
+        action = "updated" if existing is not None else "created"
+        log.info("%s %s %s", request.kind, config.name, action)
+        return pb.ApplyResponse(kind=request.kind, name=config.name, action=action)
+
+    async def delete(self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext) -> pb.DeleteResponse:
+        if request.kind not in MODELS:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "delete takes fleet or volume")
+        if self.c.store.get_config(request.kind, request.name) is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no {request.kind} named {request.name!r}")
+        if request.kind == "fleet":
+            hosts = [h.name for h in self.c.index.hosts() if h.fleet == request.name]
+            tasks = [
+                t.name
+                for t in self.c.store.list_tasks(include_finished=False)
+                if request.name in taskspec.parse(t.configuration_json).fleets
+            ]
+            if (hosts or tasks) and not request.force:
+                users = ", ".join([*(f"host {h}" for h in hosts[:3]), *(f"task {t}" for t in tasks[:3])])
+                await context.abort(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"fleet {request.name} is in use ({users}); pass --force to delete it anyway",
+                )
+        else:
+            attached = self.attached(request.name)
+            if attached:
+                await context.abort(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"volume {request.name} is attached to {', '.join(attached)}; stop them first",
+                )
+        self.c.store.delete_config(request.kind, request.name)
+        self.c.reload_configs()
+        log.info("%s %s deleted", request.kind, request.name)
+        return pb.DeleteResponse()
+
+    def attached(self, volume: str) -> list[str]:
+        """Active tasks on a host that mount this volume there."""
+        found = []
+        for task in self.c.store.list_tasks(include_finished=False):
+            if task.host_id:
+                mounts = self.c.mounts_for(taskspec.parse(task.configuration_json), task.host_id)
+                if any(m.volume == volume for m in mounts):
+                    found.append(task.name)
+        return found
+
+    async def list_fleets(self) -> pb.ListFleetsResponse:
+        fleets = []
+        for record in self.c.store.list_configs("fleet"):
+            hosts = [self.host_message(h) for h in self.c.store.list_hosts() if h.fleet == record.name]  # type: ignore[attr-defined]
+            fleets.append(
+                pb.Fleet(
+                    name=record.name,
+                    configuration_json=record.configuration_json,
+                    status=record.status,
+                    error=record.error,
+                    created_at_ms=int(record.created_at * 1000),
+                    hosts=hosts,
+                )
+            )
+        return pb.ListFleetsResponse(fleets=fleets)
+
+    async def list_volumes(self) -> pb.ListVolumesResponse:
+        return pb.ListVolumesResponse(
+            volumes=[
+                pb.Volume(
+                    name=r.name,
+                    configuration_json=r.configuration_json,
+                    status=r.status,
+                    error=r.error,
+                    created_at_ms=int(r.created_at * 1000),
+                    attached=self.attached(r.name),
+                )
+                for r in self.c.store.list_configs("volume")
+            ]
+        )
+
+    async def offers(self, request: pb.OffersRequest, context: grpc.aio.ServicerContext) -> pb.OffersResponse:
+        try:
+            config = taskspec.parse(request.configuration_json)
+            check_zones(config, self.c.known_zones())
+            probe = self.c.probe_task(config, request.configuration_json)
+            req = await self.c.task_requirements(probe)
+        except (ValueError, SubmitError) as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise AssertionError("unreachable") from None
+        decision = place(req, self.c.index.hosts())
+        rejected = {r.host: r.reason for r in decision.rejections}
+        offers = []
+        for view in sorted(
+            self.c.index.hosts(), key=lambda v: (v.name != (decision.chosen.name if decision.chosen else ""), v.name)
+        ):
+            chosen = decision.chosen is not None and view.id == decision.chosen.id
+            offers.append(
+                pb.Offer(
+                    host=view.name,
+                    chosen=chosen,
+                    reason="" if chosen else rejected.get(view.name, ""),
+                    arch=view.arch,
+                    region=view.region,
+                    zone=view.zone,
+                    fleet=view.fleet,
+                    backend=view.backend,
+                    cpu_free=view.cpu_free,
+                    memory_free_bytes=view.memory_free_bytes,
+                    gpus_free=max(len(view.gpus) - view.gpus_used, 0),
+                    status="online" if view.live else "offline",
+                    volumes=[v.name for v in decision.volumes] if chosen else [],
+                )
+            )
+        return pb.OffersResponse(offers=offers, reason=decision.reason)

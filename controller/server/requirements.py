@@ -1,0 +1,117 @@
+"""A task's configuration (plus what the controller knows: fleets, volumes, the image's
+platforms, refusals) -> placement Requirements. Also the checks dstack makes at submit:
+volumes that exist, are active, are mounted once and can be together; zones that exist."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from controller.configs.task import TaskConfiguration
+from controller.configs.volume import VolumeConfiguration
+from controller.placement import Requirements
+from controller.placement.model import GpuReq, MountReq, VolumeOption
+from controller.server import taskspec
+
+
+class SubmitError(ValueError):
+    """The task can never run as written: one sentence for the user."""
+
+
+@dataclass(frozen=True)
+class AppliedVolume:
+    config: VolumeConfiguration
+    status: str  # active | ...
+
+
+def volume_option(v: VolumeConfiguration) -> VolumeOption:
+    return VolumeOption(v.name, v.backend, v.region, v.availability_zone, v.path or "")
+
+
+def gpu_req(config: TaskConfiguration) -> GpuReq | None:
+    spec = config.resources.gpu
+    if spec is None:
+        return None
+    names = tuple(n.lower() for n in spec.name or ())
+    memory = spec.memory
+    return GpuReq(
+        vendor=spec.vendor,
+        names=names,
+        memory_min=memory.min if memory else None,
+        memory_max=memory.max if memory else None,
+        count_min=spec.count.min or 1,
+        count_max=spec.count.max,
+    )
+
+
+def mounts(config: TaskConfiguration, volumes: Mapping[str, AppliedVolume]) -> tuple[MountReq, ...]:
+    """Named-volume mounts with their candidate volumes; raises SubmitError as dstack would."""
+    found: list[MountReq] = []
+    seen: dict[str, str] = {}
+    for mount in config.volumes:
+        if not mount.name:
+            continue  # an instance mount: no placement constraint
+        options = []
+        for name in mount.name:
+            applied = volumes.get(name)
+            if applied is None:
+                raise SubmitError(f"volume {name} does not exist (dstackctl apply -f a volume file first)")
+            if applied.status != "active":
+                raise SubmitError(f"volume {name} is {applied.status}, not active")
+            if name in seen:
+                raise SubmitError(f"volume {name} is mounted twice, at {seen[name]} and {mount.path}")
+            seen[name] = mount.path
+            options.append(volume_option(applied.config))
+        found.append(MountReq(mount.path, tuple(options)))
+    if len(found) > 1 and not _can_meet(found):
+        places = "; ".join(
+            f"{m.path}: " + ", ".join(f"{o.name} ({o.zone or o.region})" for o in m.options) for m in found
+        )
+        raise SubmitError(f"the task's volumes live in different places and no host can mount them all ({places})")
+    return tuple(found)
+
+
+def _can_meet(found: list[MountReq]) -> bool:
+    """Some (region, zone) where every mount has a volume: otherwise no host could ever run it."""
+    places = {(o.region.lower(), o.zone) for m in found for o in m.options}
+    for region, zone in places:
+        if all(any(o.region.lower() == region and (o.zone in (None, zone)) for o in m.options) for m in found):
+            return True
+    return False
+
+
+def check_zones(config: TaskConfiguration, known: Iterable[str]) -> None:
+    """Typo protection: a zone no host, fleet or volume has is refused, with the known ones listed."""
+    known_set = set(known)
+    for zone in config.availability_zones:
+        if zone not in known_set:
+            listed = ", ".join(sorted(known_set)) or "none yet"
+            raise SubmitError(f"unknown availability zone {zone!r} (known zones: {listed})")
+
+
+def requirements(
+    config: TaskConfiguration,
+    arches: frozenset[str] | None,
+    arch_source: str,
+    excluded_hosts: frozenset[str],
+    volumes: Mapping[str, AppliedVolume],
+    image_platforms: frozenset[str] | None = None,
+) -> Requirements:
+    cpu, memory = taskspec.reservation(config)
+    disk = config.resources.disk
+    return Requirements(
+        arches=arches,
+        arch_source=arch_source,
+        cpu=cpu,
+        memory_bytes=memory,
+        excluded_hosts=excluded_hosts,
+        gpu=gpu_req(config),
+        disk_bytes=disk.size.min if disk else None,
+        nvme=config.resources.nvme,
+        fleets=frozenset(config.fleets) or None,
+        regions=frozenset(r.lower() for r in config.regions) or None,
+        zones=frozenset(config.availability_zones) or None,
+        backends=frozenset(config.backends) or None,
+        mounts=mounts(config, volumes),
+        image_platforms=image_platforms,
+    )
