@@ -72,14 +72,14 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
             submitted_at=self.c.clock(),
             arch=taskspec.explicit_arch(config) or "",
         )
-        self.c.store.add_task(task)
         log.info("task %s submitted (%s)", name, task.image)
         return self.c.task_message(await self.c.place_new(task))
 
     async def _check(self, config: TaskConfiguration) -> None:
         """What dstack refuses at submit: missing, inactive, doubly mounted or incompatible
         volumes, and zones nothing has (typo protection)."""
-        check_zones(config, self.c.known_zones())
+        if config.availability_zones:  # the known zones take a look at every host: only when needed
+            check_zones(config, self.c.known_zones())
         mounts(config, self.c.volumes)
 
     def _generated_name(self) -> str:

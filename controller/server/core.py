@@ -227,31 +227,40 @@ class Controller:
                     await self._try_place(task)
 
     async def place_new(self, task: TaskRecord) -> TaskRecord:
-        """One placement attempt for a just-submitted task, so the reply already says where or why not."""
+        """Stores a just-submitted task after one placement attempt, so the reply already says
+        where or why not, and the task is written once, not twice."""
         async with self._schedule_lock:
-            await self._try_place(task)
+            await self._try_place(task, stored=False)
         return task
 
-    async def _try_place(self, task: TaskRecord) -> None:
+    async def _try_place(self, task: TaskRecord, stored: bool = True) -> None:
         try:
             req = await self.task_requirements(task)
         except SubmitError as exc:  # e.g. a volume deleted since the submit
-            self._set_pending_reason(task, str(exc))
+            self._set_pending_reason(task, str(exc), stored)
             return
         decision = self.index.place(req)
         if decision.chosen is None:
-            self._set_pending_reason(task, f"{task.refusal} ({decision.reason})" if task.refusal else decision.reason)
+            reason = f"{task.refusal} ({decision.reason})" if task.refusal else decision.reason
+            self._set_pending_reason(task, reason, stored)
             return
         host = decision.chosen
         task.status, task.host_id, task.reason = PROVISIONING, host.id, ""
-        self.store.update_task(task)
+        if stored:
+            self.store.update_task(task)
+        else:
+            self.store.add_task(task)
         self.reserve(task.id, host.id, req.cpu, req.memory_bytes, decision.gpus)
         log.info("task %s placed on %s", task.name, host.name)
         self.publish_status(task)
         self.sessions.send(host.id, self.assignment(task))
 
-    def _set_pending_reason(self, task: TaskRecord, reason: str) -> None:
-        if task.reason != reason:
+    def _set_pending_reason(self, task: TaskRecord, reason: str, stored: bool = True) -> None:
+        if not stored:
+            task.reason = reason
+            self.store.add_task(task)
+            log.info("task %s pending: %s", task.name, reason)
+        elif task.reason != reason:
             task.reason = reason
             self.store.update_task(task)
             self.publish_status(task)
