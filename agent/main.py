@@ -16,6 +16,7 @@ from agent.facts import disks
 from agent.facts.collect import collect
 from agent.facts.overrides import apply_overrides
 from agent.facts.sources import FactSources
+from agent.sim import cli as sim_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     facts = sub.add_parser("facts", help="detect and print this host's facts")
     facts.add_argument("--json", action="store_true")
     facts.add_argument("--config", type=Path, default=None)
+    sim_cli.add_parser(sub)
     return p
 
 
@@ -89,6 +91,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    # Imported here, as in cmd_run: `facts` must not pay for grpc and cryptography.
+    from agent.simulate import simulate
+
+    return simulate(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -97,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        return cmd_facts(args) if args.command == "facts" else cmd_run(args)
+        commands = {"facts": cmd_facts, "run": cmd_run, "simulate": cmd_simulate}
+        return commands[args.command](args)
     except AgentConfigError as exc:
         print(f"dstack-agent: {exc}", file=sys.stderr)
         return 2

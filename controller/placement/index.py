@@ -1,11 +1,12 @@
 """HostIndex: the scheduler's view of every host, kept so one decision does not check every host.
 
 `place(req, hosts)` checks all hosts (it has to, to explain each one). The index chooses the same host
-without that: hosts are grouped by everything the static rules read (liveness, arch, fleet, backend,
-region, zone, NVMe, GPU models), so those rules run once per group, and within a group hosts are kept
-sorted by free CPU. Bin-packing prefers the least free CPU left over, so a scan that starts at the first
-host with enough CPU can stop once it has found a host passing every rule and moved past the hosts
-that would be left with the same free CPU (they tie, and memory, GPUs and name decide among them).
+without that. Hosts are grouped by everything the static rules read (liveness, arch, fleet, backend,
+region, zone, NVMe, GPU models), so those rules run once per group and whole groups are skipped; a
+group's hosts are kept sorted in pack order (free CPU, then memory, GPUs, name, id), the order the
+bin-packing ranking compares. A scan bisects to the first host with enough CPU and, within each run of
+equal free CPU, to the first with enough memory; the first host there passing the remaining rules is
+the best of its run, and runs with more CPU left over than the best so far are never looked at.
 When no host fits, the full `place` runs to say why: that is the rare, slow path.
 
 Still pure: no I/O, no clock; the caller upserts views as facts and usage change."""
@@ -13,14 +14,16 @@ Still pure: no I/O, no clock; the caller upserts views as facts and usage change
 from __future__ import annotations
 
 import dataclasses
+import math
 from bisect import bisect_left, insort
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
+from typing import cast
 
 from controller.placement.core import decide, place
 from controller.placement.model import Decision, HostView, Requirements
-from controller.placement.rank import RankKey, rank_key
+from controller.placement.rank import PackOrder, RankKey, after, pack_order
 from controller.placement.rules import RULES, STATIC_RULES, StaticHostKey, cpu_fits, static_host_key, static_req_key
-from controller.placement.rules.gpu import could_fit
+from controller.placement.rules.gpu import could_fit, to_allocate
 
 _STATIC = tuple(rule for name, rule in RULES if name in STATIC_RULES)
 _PER_HOST = tuple(rule for name, rule in RULES if name not in STATIC_RULES)
@@ -30,13 +33,13 @@ _CACHE_LIMIT = 4096
 
 
 class _Group:
-    """Hosts alike in every static field, sorted by (free CPU, id)."""
+    """Hosts alike in every static field, sorted in pack order."""
 
     def __init__(self, sample: HostView) -> None:
         # Any host that was ever in the group: the static rules read only the fields all members share,
         # so it stands for the group even once it has left.
         self.sample = sample
-        self.entries: list[tuple[float, str]] = []
+        self.entries: list[PackOrder] = []
 
 
 class HostIndex:
@@ -56,9 +59,6 @@ class HostIndex:
     def __contains__(self, host_id: object) -> bool:
         return host_id in self._hosts
 
-    def __iter__(self) -> Iterator[HostView]:
-        return iter(list(self._hosts.values()))
-
     def hosts(self) -> list[HostView]:
         """Every host, in the order first added (a replaced host keeps its place)."""
         return list(self._hosts.values())
@@ -76,7 +76,7 @@ class HostIndex:
         if group is None:
             group = self._groups[key] = _Group(host)
             self._candidates.clear()  # a new group may pass requirements already cached
-        insort(group.entries, (host.cpu_free, host.id))
+        insort(group.entries, pack_order(host))
 
     def remove(self, host_id: str) -> HostView | None:
         old = self._hosts.pop(host_id, None)
@@ -109,7 +109,7 @@ class HostIndex:
         # Groups are never dropped, even empty: their number is bounded by the distinct places and
         # models hosts have, and keeping them keeps the requirement cache valid.
         entries = self._groups[static_host_key(host)].entries
-        entry = (host.cpu_free, host.id)
+        entry = pack_order(host)
         i = bisect_left(entries, entry)
         if i < len(entries) and entries[i] == entry:
             del entries[i]
@@ -120,11 +120,9 @@ class HostIndex:
         """The host, volumes and GPUs `place(req, self.hosts())` would choose. When a host is chosen the
         decision lists no rejections (the others were never all looked at: use `place` to explain);
         when none fits it is exactly `place`'s decision, reasons and all."""
-        best: tuple[RankKey, HostView] | None = None
+        best: _Best | None = None
         for group in self._groups_for(req):
-            found = self._best_in(group, req, best[0][0] if best else None)
-            if found is not None and (best is None or found[0] < best[0]):
-                best = found
+            best = self._best_in(group, req, best)
         if best is None:
             return place(req, self.hosts())
         return decide(req, best[1])
@@ -143,34 +141,52 @@ class HostIndex:
             self._candidates[key] = groups
         return groups
 
-    def _best_in(self, group: _Group, req: Requirements, bound: float | None) -> tuple[RankKey, HostView] | None:
-        """The best-ranked host of the group passing every rule, ignoring hosts that would be left with
-        more free CPU than `bound` (another group already has a better one)."""
+    def _best_in(self, group: _Group, req: Requirements, best: _Best | None) -> _Best | None:
+        """`best`, or a better host from this group. Entries are in pack order: a run of equal free CPU
+        is sorted by what is left after it, so the run's first host passing every rule is its best, and
+        a run whose candidate ranks below `best` can be left at once."""
         entries = group.entries
         n = len(entries)
-        # The first host with enough CPU, by the cpu rule's own test (it tolerates rounding, so the
-        # bisect lands near and the two loops settle the exact edge).
-        i = bisect_left(entries, (req.cpu,))
-        while i > 0 and cpu_fits(req.cpu, entries[i - 1][0]):
-            i -= 1
-        while i < n and not cpu_fits(req.cpu, entries[i][0]):
-            i += 1
-        best: tuple[RankKey, HostView] | None = None
-        hosts = self._hosts
-        for j in range(i, n):
-            free, host_id = entries[j]
-            left = free - req.cpu
-            # Sorted by free CPU, so the CPU left over only grows from here: once past the best seen
-            # (here or in another group), nothing further can win. Equal leftovers tie and are compared.
-            if bound is not None and left > bound:
+        gpus = to_allocate(req)
+        i = _first_fitting(entries, req.cpu)
+        while i < n:
+            free = entries[i][0]
+            # The CPU left over only grows from run to run: once past the best, nothing here can win.
+            # (Runs whose leftovers round to the same float tie, and are compared on.)
+            if best is not None and free - req.cpu > best[0][0]:
                 break
-            host = hosts[host_id]
-            if req.memory_bytes > host.memory_free_bytes:
-                continue  # the memory rule's own test, inlined: the commonest miss, skipped cheaply
-            if any(rule(req, host) for rule in _PER_HOST):
-                continue
-            key = rank_key(req, host)
-            if best is None or key < best[0]:
-                best = (key, host)
-                bound = key[0]
+            end = bisect_left(entries, _probe(free, math.inf), lo=i)
+            # Hosts with too little memory sort first in the run; the memory rule's own test skips them.
+            j = bisect_left(entries, _probe(free, req.memory_bytes), lo=i, hi=end)
+            while j < end:
+                rank = after(req, entries[j], gpus)
+                if best is not None and rank >= best[0]:
+                    break  # the rest of the run ranks lower still
+                host = self._hosts[entries[j][4]]
+                if not any(rule(req, host) for rule in _PER_HOST):
+                    best = (rank, host)
+                    break
+                j += 1
+            i = end
         return best
+
+
+_Best = tuple[RankKey, HostView]
+
+
+def _probe(*prefix: float) -> PackOrder:
+    """A key for bisect: a tuple prefix sorts before every entry that starts with it (and math.inf
+    after every entry with that free CPU). Not a real entry, hence the cast."""
+    return cast(PackOrder, prefix)
+
+
+def _first_fitting(entries: list[PackOrder], need: float) -> int:
+    """Index of the first host with enough CPU by the cpu rule's own test, which tolerates rounding:
+    the bisect lands next to it and whole runs of equal free CPU are stepped over to settle the edge."""
+    i = bisect_left(entries, _probe(need))
+    while i > 0 and cpu_fits(need, entries[i - 1][0]):
+        i = bisect_left(entries, _probe(entries[i - 1][0]), hi=i - 1)
+    n = len(entries)
+    while i < n and not cpu_fits(need, entries[i][0]):
+        i = bisect_left(entries, _probe(entries[i][0], math.inf), lo=i)
+    return i

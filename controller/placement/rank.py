@@ -7,14 +7,22 @@ from __future__ import annotations
 from controller.placement.model import HostView, Requirements
 from controller.placement.rules.gpu import to_allocate
 
-RankKey = tuple[float, int, int, str, str]
+# (free CPU, free memory, free GPUs, name, id): a host's place in the order before any task. HostIndex
+# keeps hosts sorted by it; subtracting a task's share keeps the order (exactly for the integers, and
+# never reversed for the CPU float), which is what lets the index stop scanning early.
+PackOrder = tuple[float, int, int, str, str]
+RankKey = PackOrder
+
+
+def pack_order(host: HostView) -> PackOrder:
+    return (host.cpu_free, host.memory_free_bytes, host.gpus_free, host.name, host.id)
+
+
+def after(req: Requirements, order: PackOrder, gpus: int) -> RankKey:
+    """The order once the task's share (`gpus` = to_allocate(req)) is taken: what is left is compared."""
+    cpu, memory, free_gpus, name, host_id = order
+    return (cpu - req.cpu, memory - req.memory_bytes, free_gpus - gpus, name, host_id)
 
 
 def rank_key(req: Requirements, host: HostView) -> RankKey:
-    return (
-        host.cpu_free - req.cpu,
-        host.memory_free_bytes - req.memory_bytes,
-        host.gpus_free - to_allocate(req),
-        host.name,
-        host.id,
-    )
+    return after(req, pack_order(host), to_allocate(req))

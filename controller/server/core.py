@@ -65,6 +65,16 @@ class Controller:
         self.volumes: dict[str, AppliedVolume] = {}
         self.reservations: dict[str, tuple[str, float, int, int]] = {}  # task -> (host, cpu, memory, gpus)
         self.usage: dict[str, tuple[float, int, int]] = {}  # host -> what its tasks hold
+        self._liveness_checked_at = 0.0
+        # Bumped whenever a pending task might fit now (a host came or changed, capacity was
+        # freed, fleets or volumes changed); a pass over pending tasks with nothing new is skipped,
+        # because each one that fits nowhere costs a look at every host.
+        self.generation = 0
+        self._scheduled_generation = -1
+        self._full_pass_at = 0.0
+        self._zones: tuple[int, set[str]] = (-1, set())
+        self._unfit: dict[Requirements, str] = {}
+        self._unfit_generation = -1
         self.tls: ServerTLS | None = None  # None with --insecure
         self.agent_port = 0
         self._wake = asyncio.Event()
@@ -111,6 +121,7 @@ class Controller:
         for record in self.store.list_configs("volume"):
             config = VolumeConfiguration.model_validate_json(record.configuration_json)
             self.volumes[record.name] = AppliedVolume(config, record.status)
+        self.generation += 1
         if refresh:
             for host in self.store.list_hosts():
                 self.refresh_host(host)
@@ -127,11 +138,14 @@ class Controller:
         )
         cpu, memory, gpus = self.usage.get(host.id, (0.0, 0, 0))
         view = dataclasses.replace(view, cpu_used=cpu, memory_used_bytes=memory, gpus_used=gpus)
-        self.index.upsert(view)
+        if self.index.get(host.id) != view:
+            self.index.upsert(view)
+            self.generation += 1
         return view
 
     def forget_host(self, host_id: str) -> None:
         self.index.remove(host_id)
+        self.generation += 1
         self.usage.pop(host_id, None)
         for task_id in [t for t, r in self.reservations.items() if r[0] == host_id]:
             del self.reservations[task_id]
@@ -154,18 +168,27 @@ class Controller:
         self.usage[host_id] = (max(c - cpu, 0.0), max(m - memory, 0), max(g - gpus, 0))
         if self.index.get(host_id) is not None:
             self.index.release(host_id, cpu, memory, gpus)
+        self.generation += 1
 
     def refresh_liveness(self) -> None:
-        """Hosts go offline by the clock, not by an event: re-check them all."""
+        """Hosts go offline by the clock, not by an event: re-check them all, at most once a
+        second (connects and disconnects refresh their own host at once; this finds the silent)."""
         now = self.clock()
+        if now - self._liveness_checked_at < 1.0:
+            return
+        self._liveness_checked_at = now
         for view in list(self.index.hosts()):
             if view.live != self.is_live(view.id, now):
                 self.index.upsert(dataclasses.replace(view, live=not view.live))
+                self.generation += 1
 
     def known_zones(self) -> set[str]:
+        if self._zones[0] == self.generation:
+            return self._zones[1]
         zones = {v.zone for v in self.index.hosts() if v.zone}
         zones |= {z for f in self.fleets.values() for z in f.availability_zones}
         zones |= {v.config.availability_zone for v in self.volumes.values() if v.config.availability_zone}
+        self._zones = (self.generation, zones)
         return zones
 
     # ------------------------------------------------------------- scheduling
@@ -222,6 +245,12 @@ class Controller:
 
     async def schedule_pending(self) -> None:
         async with self._schedule_lock:
+            now = self.clock()
+            if self.generation == self._scheduled_generation and now - self._full_pass_at < 60:
+                # Nothing changed since the last pass: every pending task would fail again. Once a
+                # minute they are tried anyway, for what no event reports (a registry back online).
+                return
+            self._scheduled_generation, self._full_pass_at = self.generation, now
             for task in self.store.list_tasks(include_finished=False):
                 if task.status == PENDING:
                     await self._try_place(task)
@@ -239,9 +268,17 @@ class Controller:
         except SubmitError as exc:  # e.g. a volume deleted since the submit
             self._set_pending_reason(task, str(exc), stored)
             return
-        decision = self.index.place(req)
-        if decision.chosen is None:
-            reason = f"{task.refusal} ({decision.reason})" if task.refusal else decision.reason
+        unfit = self._unfit.get(req) if self._unfit_generation == self.generation else None
+        if unfit is None:
+            decision = self.index.place(req)
+        if unfit is not None or decision.chosen is None:
+            # Explaining a miss looks at every host; until something changes (reservations only
+            # shrink what is free), the same requirements miss for the same reason.
+            if unfit is None:
+                if self._unfit_generation != self.generation:
+                    self._unfit, self._unfit_generation = {}, self.generation
+                unfit = self._unfit[req] = decision.reason
+            reason = f"{task.refusal} ({unfit})" if task.refusal else unfit
             self._set_pending_reason(task, reason, stored)
             return
         host = decision.chosen

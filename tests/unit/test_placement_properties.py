@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from fractions import Fraction
+from typing import TypeVar
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -25,6 +26,8 @@ from controller.placement import (
     VolumeOption,
     place,
 )
+
+T = TypeVar("T")
 
 GIB = 1024**3
 MIB = 1024**2
@@ -55,9 +58,13 @@ VOLUMES = [
 ]
 
 
-def subsets(items: list[str]) -> st.SearchStrategy[frozenset[str] | None]:
-    # Mostly unconstrained, so that enough random tasks fit somewhere to say something about the choice.
-    return st.one_of(st.none(), st.none(), st.frozensets(st.sampled_from(items), min_size=1, max_size=2))
+def subsets(items: list[str]) -> st.SearchStrategy[frozenset[str]]:
+    return st.frozensets(st.sampled_from(items), min_size=1, max_size=2)
+
+
+def rarely(strategy: st.SearchStrategy[T]) -> st.SearchStrategy[T | None]:
+    """Mostly None: a fleet narrowed to zones is the exception, and most random hosts should be usable."""
+    return st.integers(0, 9).flatmap(lambda k: strategy if k == 0 else st.none())
 
 
 @st.composite
@@ -67,10 +74,13 @@ def host_fields(draw: st.DrawFn) -> dict[str, object]:
     mem_total = draw(st.sampled_from([1, 2, 4, 8])) * GIB
     region = draw(st.sampled_from(["eu-west-1", "us-east-1", "EU-WEST-1", ""]))
     zone = draw(st.sampled_from(ZONES[region.lower()] + [""]))
-    gpus = tuple(draw(st.lists(st.sampled_from(GPUS), max_size=4)))
+    # Mostly one model per host, as real ones are; now and then a mix, which the free count must handle.
+    gpus = draw(st.sampled_from([0, 0, 1, 2, 4])) * (draw(st.sampled_from(GPUS)),)
+    odd = draw(rarely(st.sampled_from(GPUS)))
+    gpus += (odd,) if odd else ()
     return {
         "arch": draw(st.sampled_from(ARCHES)),
-        "live": draw(st.sampled_from([True, True, True, False])),
+        "live": draw(st.sampled_from([True, True, True, True, False])),
         "cpu_total": cpu_total,
         "memory_total_bytes": mem_total,
         "cpu_used": draw(st.sampled_from([0.0, 0.0, 0.1, 0.2, 0.5, 1.0, 2.0, cpu_total, cpu_total + 1])),
@@ -80,11 +90,11 @@ def host_fields(draw: st.DrawFn) -> dict[str, object]:
         "fleet": draw(st.sampled_from(["", *FLEETS])),
         "backend": draw(st.sampled_from(BACKENDS)),
         "gpus": gpus,
-        "gpus_used": draw(st.integers(0, len(gpus) + 1)),
+        "gpus_used": draw(st.sampled_from([0, 0, 1, len(gpus), len(gpus) + 1])),
         "disk_bytes": draw(st.sampled_from([0, 50, 100, 200])) * GIB,
         "local_nvme": draw(st.booleans()),
-        "fleet_regions": draw(subsets([*REGIONS, "EU-WEST-1"])),
-        "fleet_zones": draw(subsets(ALL_ZONES)),
+        "fleet_regions": draw(rarely(subsets([*REGIONS, "EU-WEST-1"]))),
+        "fleet_zones": draw(rarely(subsets(ALL_ZONES))),
     }
 
 
@@ -92,52 +102,75 @@ def make_host(i: int, name: int, fields: dict[str, object]) -> HostView:
     return HostView(id=f"id{i}", name=f"h{name}", **fields)  # type: ignore[arg-type]
 
 
-hosts_strategy = st.lists(st.tuples(st.integers(0, 6), host_fields()), max_size=14).map(
-    lambda items: [make_host(i, name, fields) for i, (name, fields) in enumerate(items)]
-)
+@st.composite
+def host_lists(draw: st.DrawFn) -> list[HostView]:
+    items = draw(st.lists(st.tuples(st.integers(0, 6), host_fields()), min_size=1, max_size=12))
+    # Near-twins: hosts alike in everything but usage and name, as racks of one model are. They land in
+    # the same index group, often with equal free CPU, where memory, GPUs and name must decide.
+    for _ in range(draw(st.integers(0, 4))):
+        _, fields = draw(st.sampled_from(items))
+        twin = dict(fields)
+        if draw(st.booleans()):
+            twin["memory_used_bytes"] = draw(st.sampled_from([0, GIB // 2, GIB]))
+        if draw(st.booleans()):
+            twin["gpus_used"] = draw(st.sampled_from([0, 1]))
+        items.append((draw(st.integers(0, 6)), twin))
+    return [make_host(i, name, fields) for i, (name, fields) in enumerate(items)]
+
+
+hosts_strategy = host_lists()
 
 
 @st.composite
-def gpu_reqs(draw: st.DrawFn) -> GpuReq | None:
-    if draw(st.booleans()):
-        return None
-    count_min = draw(st.integers(1, 3))
+def gpu_reqs(draw: st.DrawFn) -> GpuReq:
+    count_min = draw(st.sampled_from([1, 1, 2, 3]))
     return GpuReq(
-        vendor=draw(st.sampled_from([None, "nvidia", "NVIDIA", "amd"])),
-        names=tuple(draw(st.lists(st.sampled_from(["a100", "H100", "l4", "mi300"]), max_size=2, unique=True))),
-        memory_min=draw(st.sampled_from([None, 24 * GIB, 40 * GIB, 80 * GIB])),
+        vendor=draw(st.sampled_from([None, None, "nvidia", "NVIDIA", "amd"])),
+        names=draw(st.sampled_from([(), (), ("a100",), ("H100",), ("l4",), ("a100", "h100"), ("mi300",)])),
+        memory_min=draw(st.sampled_from([None, None, 24 * GIB, 40 * GIB, 80 * GIB])),
         memory_max=draw(st.sampled_from([None, None, 48 * GIB, 100 * GIB])),
         count_min=count_min,
         count_max=draw(st.sampled_from([None, count_min, count_min + 2])),
     )
 
 
-mounts_strategy = st.lists(
+mount_lists = st.lists(
     st.tuples(
-        st.sampled_from(["/data", "/cache", "/models"]), st.lists(st.sampled_from(VOLUMES), min_size=1, max_size=3)
+        st.sampled_from(["/data", "/cache", "/models"]), st.lists(st.sampled_from(VOLUMES), min_size=1, max_size=4)
     ),
+    min_size=1,
     max_size=2,
-).map(lambda ms: tuple(MountReq(path, tuple(options)) for path, options in ms))
+)
+mounts_strategy = mount_lists.map(lambda ms: tuple(MountReq(path, tuple(options)) for path, options in ms))
+
+
+CONSTRAINTS = ["arch", "refused", "fleets", "regions", "zones", "backends", "gpu", "disk", "nvme", "mounts"]
 
 
 @st.composite
 def requirements(draw: st.DrawFn, host_ids: list[str]) -> Requirements:
-    arches = draw(st.sampled_from([None, None, {"amd64"}, {"arm64"}, {"amd64", "arm64"}, set()]))
+    # A few constraints at a time: with all of them at once almost no random task fits anywhere, and
+    # the properties about the choice would rarely be exercised.
+    kinds = draw(st.sets(st.sampled_from(CONSTRAINTS), max_size=3))
+    if draw(st.integers(0, 3)) == 0:
+        kinds.add("gpu")  # GPU tasks need GPU hosts as well: ask more often than the rest
+    arches = draw(st.sampled_from([{"amd64"}, {"arm64"}, {"amd64", "arm64"}, set()])) if "arch" in kinds else None
     from_image = arches is not None and draw(st.booleans())
+    refused = "refused" in kinds and host_ids
     return Requirements(
         arches=None if arches is None else frozenset(arches),
         arch_source="image" if from_image else "",
         cpu=draw(st.sampled_from(CPUS)),
         memory_bytes=draw(st.sampled_from([0, 0, 256 * MIB, GIB, 3 * GIB])),
-        excluded_hosts=frozenset(draw(st.lists(st.sampled_from(host_ids), max_size=2))) if host_ids else frozenset(),
-        gpu=draw(gpu_reqs()),
-        disk_bytes=draw(st.sampled_from([None, None, 50 * GIB, 150 * GIB])),
-        nvme=draw(st.sampled_from([False, False, True])),
-        fleets=draw(subsets(FLEETS)),
-        regions=draw(subsets(["eu-west-1", "US-EAST-1"])),
-        zones=draw(subsets(ALL_ZONES)),
-        backends=draw(subsets(BACKENDS)),
-        mounts=draw(mounts_strategy),
+        excluded_hosts=frozenset(draw(st.lists(st.sampled_from(host_ids), max_size=2))) if refused else frozenset(),
+        gpu=draw(gpu_reqs()) if "gpu" in kinds else None,
+        disk_bytes=draw(st.sampled_from([50 * GIB, 150 * GIB])) if "disk" in kinds else None,
+        nvme="nvme" in kinds,
+        fleets=draw(subsets(FLEETS)) if "fleets" in kinds else None,
+        regions=draw(subsets(["eu-west-1", "US-EAST-1"])) if "regions" in kinds else None,
+        zones=draw(subsets(ALL_ZONES)) if "zones" in kinds else None,
+        backends=draw(subsets(BACKENDS)) if "backends" in kinds else None,
+        mounts=draw(mounts_strategy) if "mounts" in kinds else (),
         image_platforms=frozenset(f"linux/{a}" for a in arches or ()) if from_image else None,
     )
 

@@ -461,3 +461,23 @@ def test_index_fast_decision_carries_volumes_and_gpus() -> None:
     assert (d.chosen, d.volumes, d.gpus) == (full.chosen, full.volumes, full.gpus)
     assert d.volumes == (r.mounts[0].options[1],) and d.gpus == 2
     assert d.rejections == ()  # the fast path does not look at every host: `place` explains
+
+
+def test_index_finds_a_host_that_fits_only_within_the_rounding_tolerance() -> None:
+    # 0.6 - (0.1 + 0.2) is a hair below 0.3: the cpu rule lets it fit, and so must the index's bisect.
+    hairline = host("hairline", cpu_total=0.6, cpu_used=0.1 + 0.2)
+    hosts = [hairline, host("roomy")]
+    assert HostIndex(hosts).place(req(cpu=0.3)).chosen == hairline == place(req(cpu=0.3), hosts).chosen
+
+
+def test_index_compares_hosts_left_with_equal_free_cpu() -> None:
+    # Same group (alike in every static field), same free CPU: memory, then GPUs, then name decide.
+    hosts = [
+        host("a", memory_used_bytes=0),
+        host("b", memory_used_bytes=8 * GIB),
+        host("c", memory_used_bytes=8 * GIB, zone="eu-west-1a"),  # another group, same leftovers as b
+        host("d", memory_used_bytes=30 * GIB),  # least memory left, but too little for the task
+    ]
+    r = req(memory_bytes=4 * GIB)
+    assert HostIndex(hosts).place(r).chosen.name == "b" == place(r, hosts).chosen.name  # type: ignore[union-attr]
+    assert HostIndex(hosts[::-1]).place(r).chosen.name == "b"  # type: ignore[union-attr]
