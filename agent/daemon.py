@@ -130,7 +130,11 @@ class Agent:
                         timeout=30,
                     )
                 except grpc.aio.AioRpcError as exc:
-                    if exc.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.INVALID_ARGUMENT):
+                    if exc.code() in (
+                        grpc.StatusCode.UNAUTHENTICATED,
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        grpc.StatusCode.PERMISSION_DENIED,  # e.g. not for this fleet: retrying changes nothing
+                    ):
                         raise FatalError(f"registration refused by the controller: {exc.details()}") from None
                     delay = self.backoff.next_delay()
                     log.warning(

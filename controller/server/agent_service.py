@@ -17,9 +17,11 @@ from controller.pki.ca import cert_serial, host_id_from_cert, sign_host_csr
 from controller.server.auth import bearer, host_for_credential
 from controller.server.convert import facts_json
 from controller.server.core import SUPPORTED_ARCHES, Controller
+from controller.server.requirements import fleet_admission
 from controller.server.sessions import AgentSession
+from controller.server.views import host_view
 from controller.store.records import HostRecord, StoredLogLine
-from controller.tokens import TokenFormatError, format_token, hash_secret, parse_token
+from controller.tokens import TokenFormatError, format_token, hash_secret, parse_token, secrets_match
 
 log = logging.getLogger("dstack.controller.agents")
 
@@ -52,6 +54,16 @@ class AgentService(pb_grpc.AgentServiceServicer):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid certificate signing request: {exc}")
         try:
             parsed = parse_token(request.join_token)
+        except TokenFormatError:
+            parsed = None
+        # Fleet checks come before the token is spent (a host turned away keeps its token usable),
+        # but only for a caller who holds the token's secret: nobody else learns its fleet.
+        peek = store.get_token(parsed.id) if parsed else None
+        if parsed and peek and secrets_match(parsed.secret, peek.secret_hash):
+            await self._admit_to_fleet(peek.fleet, request, host_id, context)
+        try:
+            if parsed is None:
+                raise TokenFormatError("malformed join token")
             token, why = store.use_token(parsed.id, hash_secret(parsed.secret), "join", self.c.clock())
         except TokenFormatError:
             token, why = None, "malformed join token"
@@ -60,18 +72,6 @@ class AgentService(pb_grpc.AgentServiceServicer):
             log.warning("registration refused: %s", why)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "join token refused")
             raise AssertionError("unreachable")
-        if token.fleet and request.facts.fleet and request.facts.fleet != token.fleet:
-            # The token decides; agent.yaml may only name a fleet when the token names none.
-            log.warning(
-                "registration refused: token %s is for fleet %s, the host asks for %s",
-                token.id,
-                token.fleet,
-                request.facts.fleet,
-            )
-            await context.abort(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"the join token is for fleet {token.fleet}, not {request.facts.fleet}",
-            )
         name = self._free_name(request.name or request.facts.hostname or "host")
         secret = secrets.token_urlsafe(32)
         now = self.c.clock()
@@ -106,6 +106,31 @@ class AgentService(pb_grpc.AgentServiceServicer):
             ca_certificate=self.c.tls.ca.cert_pem,
             agent_port=self.c.agent_port,
         )
+
+    async def _admit_to_fleet(
+        self, token_fleet: str, request: pb.RegisterRequest, host_id: str, context: grpc.aio.ServicerContext
+    ) -> None:
+        if token_fleet and request.facts.fleet and request.facts.fleet != token_fleet:
+            # The token decides; agent.yaml may only name a fleet when the token names none.
+            log.warning("registration refused: the token is for fleet %s, the host asks for %s", token_fleet,
+                        request.facts.fleet)  # fmt: skip
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"the join token is for fleet {token_fleet}, not {request.facts.fleet}",
+            )
+        fleet_name = token_fleet or request.facts.fleet
+        fleet = self.c.fleets.get(fleet_name)
+        if fleet is None:
+            return
+        probe = HostRecord(id=host_id, name=request.name or "new", credential_hash="", facts_json="",
+                           arch=request.facts.arch, registered_at=0, last_seen=0, region=request.facts.region,
+                           zone=request.facts.zone, fleet=fleet_name)  # fmt: skip
+        why = fleet_admission(fleet, host_view(probe, request.facts, live=True))
+        if why:
+            log.warning("registration refused: the host does not meet fleet %s's resources: %s", fleet_name, why)
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED, f"this host does not meet fleet {fleet_name}'s resources: {why}"
+            )
 
     def _free_name(self, wanted: str) -> str:
         name, n = wanted, 1

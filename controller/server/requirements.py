@@ -7,9 +7,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from controller.configs.fleet import FleetConfiguration
+from controller.configs.resources import GPUSpec
 from controller.configs.task import TaskConfiguration
 from controller.configs.volume import VolumeConfiguration
-from controller.placement import Requirements
+from controller.placement import HostView, Requirements, first_rejection
 from controller.placement.model import GpuReq, MountReq, VolumeOption
 from controller.server import taskspec
 
@@ -29,7 +31,10 @@ def volume_option(v: VolumeConfiguration) -> VolumeOption:
 
 
 def gpu_req(config: TaskConfiguration) -> GpuReq | None:
-    spec = config.resources.gpu
+    return _gpu_req(config.resources.gpu)
+
+
+def _gpu_req(spec: GPUSpec | None) -> GpuReq | None:
     if spec is None:
         return None
     names = tuple(n.lower() for n in spec.name or ())
@@ -115,3 +120,21 @@ def requirements(
         mounts=mounts(config, volumes),
         image_platforms=image_platforms,
     )
+
+
+def fleet_admission(fleet: FleetConfiguration, host: HostView) -> str:
+    """Why a host may not join `fleet` (its `resources` say what a member must have), or ""."""
+    if fleet.resources is None:
+        return ""
+    res = fleet.resources
+    disk = res.disk
+    req = Requirements(
+        arches=frozenset({res.cpu.arch}) if res.cpu.arch else None,
+        cpu=float(res.cpu.count.min or 0),
+        memory_bytes=int(res.memory.min or 0),
+        gpu=_gpu_req(res.gpu),
+        disk_bytes=disk.size.min if disk else None,
+        nvme=res.nvme,
+    )
+    rejection = first_rejection(req, host)
+    return rejection.reason if rejection else ""

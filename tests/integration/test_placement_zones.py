@@ -203,3 +203,20 @@ def test_a_token_for_one_fleet_cannot_join_another(zoned: Zoned) -> None:
     assert stray.proc is not None and stray.proc.wait(timeout=30) == 1
     assert "the join token is for fleet blue, not red" in stray.log()
     wait_for("no stray host", lambda: "stray" not in [h["name"] for h in zoned.controller.ctl_json("hosts")])
+
+
+def test_a_host_without_the_fleets_resources_cannot_join_and_keeps_its_token(zoned: Zoned) -> None:
+    apply(zoned, "big", "type: fleet\nname: big\nresources:\n  cpu: 64..\n")
+    token = zoned.controller.token("--fleet", "big")
+    small = AgentProcess(zoned.controller, zoned.root / "small", token, "small")
+    small.start()
+    assert small.proc is not None and small.proc.wait(timeout=30) == 1
+    assert "this host does not meet fleet big's resources: needs 64 CPUs" in small.log()
+    # The fleet's bar is lowered: the same single-use token still works, it was not spent.
+    assert apply(zoned, "big", "type: fleet\nname: big\nresources:\n  cpu: 1..\n") == "fleet big updated"
+    again = AgentProcess(zoned.controller, zoned.root / "small-again", token, "small")
+    again.start_and_wait_online()
+    try:
+        assert next(h for h in zoned.controller.ctl_json("hosts") if h["name"] == "small")["status"] == "online"
+    finally:
+        again.stop()
