@@ -7,7 +7,6 @@ import asyncio
 import logging
 import signal
 import socket
-import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,8 +30,9 @@ from agent.runtime.docker_runtime import DockerRuntime
 from agent.runtime.task_runner import TaskRunner
 from agent.state import Credential, load_credential, save_credential
 from agent.version import AGENT_VERSION
+from controller import sdnotify
 from controller.pki.ca import cert_not_after
-from controller.pki.discovery import CONTROLLER_SAN, CAMismatchError, discover_ca, split_address
+from controller.pki.discovery import CONTROLLER_SAN, UntrustedControllerError, discover_pinned_ca, split_address
 from controller.tokens import TokenFormatError, parse_token
 
 log = logging.getLogger("dstack.agent")
@@ -95,6 +95,7 @@ class Agent:
                         f"or the controller's data was reset: delete {self.state_dir} and register again"
                     ) from None
                 log.warning("stream to %s broke: %s", self.config.controller, exc.details() or exc.code().name)
+            sdnotify.watchdog()  # alive while the controller is away: the watchdog is for a hung agent
             delay = self.backoff.next_delay()
             log.info("reconnecting in %.1fs", delay)
             await asyncio.sleep(delay)
@@ -156,14 +157,11 @@ class Agent:
     async def _discover_ca(self, pinned: str) -> bytes:
         """The controller's CA, checked against the join token's pin before any secret is sent."""
         try:
-            return await asyncio.to_thread(discover_ca, self.config.controller, pinned)
-        except CAMismatchError as exc:
-            raise FatalError(f"{exc}; refusing to send the join token") from None
-        except ssl.SSLError as exc:
-            raise FatalError(
-                f"{self.config.controller} does not speak TLS ({exc.reason}); if the controller runs with "
-                "--insecure, start the agent with insecure: true"
-            ) from None
+            return await asyncio.to_thread(
+                discover_pinned_ca, self.config.controller, pinned, "start the agent with insecure: true"
+            )
+        except UntrustedControllerError as exc:
+            raise FatalError(str(exc)) from None
 
     def _channel(
         self, address: str, ca_pem: bytes, key_pem: bytes | None = None, cert_pem: bytes | None = None
@@ -233,6 +231,7 @@ class Agent:
                         heartbeat = asyncio.ensure_future(self._heartbeats(outbox))
                         watcher = asyncio.ensure_future(self._redetect_on_hup(outbox))
                         log.info("connected to %s as %s", self.config.controller, msg.welcome.host_name)
+                        sdnotify.ready(f"connected to {self.config.controller} as {msg.welcome.host_name}")
                     elif kind == "assign":
                         task_id = msg.assign.task_id
                         current = runners.get(task_id)
@@ -273,6 +272,7 @@ class Agent:
         while True:
             await asyncio.sleep(self.heartbeat_s)
             outbox.put_nowait(pb.AgentMessage(heartbeat=pb.Heartbeat(sent_at_ms=int(time.time() * 1000))))
+            sdnotify.watchdog()
             self._maybe_renew(outbox)
 
     def _maybe_renew(self, outbox: asyncio.Queue[pb.AgentMessage]) -> None:

@@ -132,11 +132,9 @@ def make_csr(key_pem: bytes, hostname: str) -> bytes:
     return csr.public_bytes(serialization.Encoding.PEM)
 
 
-def save_certificate(state_dir: Path, cert_pem: bytes, ca_pem: bytes) -> None:
-    """Stores a certificate from the controller and the CA that signed it (both 0644, atomically).
-
-    Checked first, so a bad reply can never replace a working certificate: both must parse, the CA
-    must have signed the certificate, and the certificate must be for this host's key."""
+def check_certificate(cert_pem: bytes, ca_pem: bytes, public_key: ec.EllipticCurvePublicKey | None) -> None:
+    """Raises ValueError unless both parse, the CA signed the certificate, and (when given) the
+    certificate is for `public_key`: what a reply from the controller must pass before it is used."""
     try:
         cert = x509.load_pem_x509_certificate(cert_pem)
         ca = x509.load_pem_x509_certificate(ca_pem)
@@ -146,16 +144,29 @@ def save_certificate(state_dir: Path, cert_pem: bytes, ca_pem: bytes) -> None:
         cert.verify_directly_issued_by(ca)
     except (ValueError, TypeError, InvalidSignature):
         raise ValueError("the certificate was not issued by the given CA") from None
-    state_dir = _state_dir(state_dir)
-    key_path = state_dir / KEY_FILE
-    if key_path.exists():
-        key = _load_key(key_path.read_bytes(), key_path)
+    if public_key is not None:
         spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         cert_key = cert.public_key()
         if not isinstance(cert_key, ec.EllipticCurvePublicKey) or (
-            cert_key.public_bytes(*spki) != key.public_key().public_bytes(*spki)
+            cert_key.public_bytes(*spki) != public_key.public_bytes(*spki)
         ):
-            raise ValueError(f"the certificate is not for the key in {key_path}")
+            raise ValueError("the certificate is not for this host's key")
+
+
+def save_certificate(state_dir: Path, cert_pem: bytes, ca_pem: bytes) -> None:
+    """Stores a certificate from the controller and the CA that signed it (both 0644, atomically).
+
+    Checked first, so a bad reply can never replace a working certificate: both must parse, the CA
+    must have signed the certificate, and the certificate must be for this host's key."""
+    state_dir = _state_dir(state_dir)
+    key_path = state_dir / KEY_FILE
+    key = _load_key(key_path.read_bytes(), key_path).public_key() if key_path.exists() else None
+    try:
+        check_certificate(cert_pem, ca_pem, key)
+    except ValueError as exc:
+        if "this host's key" in str(exc):
+            raise ValueError(f"the certificate is not for the key in {key_path}") from None
+        raise
     # The CA first: it does not change in practice, and a new host.crt must never sit beside a stale CA.
     _replace_atomic(state_dir / CA_FILE, ca_pem, 0o644)
     _replace_atomic(state_dir / CERT_FILE, cert_pem, 0o644)

@@ -20,14 +20,12 @@ import math
 import os
 import resource
 import signal
-import ssl
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from dstack_hybrid.v1 import hybrid_pb2 as pb
@@ -35,12 +33,20 @@ from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 
 from agent.backoff import Backoff
 from agent.config import AgentConfigError, load_config
-from agent.identity import KEY_FILE, RENEW_AT_FRACTION, load_certificate, load_or_create_key, make_csr, save_certificate
+from agent.identity import (
+    KEY_FILE,
+    RENEW_AT_FRACTION,
+    check_certificate,
+    load_certificate,
+    load_or_create_key,
+    make_csr,
+    save_certificate,
+)
 from agent.sim.facts import ARCH_RAW, host_facts, host_name, template_from_json
 from agent.sim.tasks import SimTask, SpecError, event, parse_spec, report
 from agent.state import Credential, load_credential, save_credential
 from agent.version import AGENT_VERSION
-from controller.pki.discovery import CONTROLLER_SAN, CAMismatchError, discover_ca, split_address
+from controller.pki.discovery import CONTROLLER_SAN, UntrustedControllerError, discover_pinned_ca, split_address
 from controller.tokens import TokenFormatError, parse_token
 
 log = logging.getLogger("dstack.agent.sim")
@@ -195,19 +201,7 @@ def _renew_at(cert_pem: bytes) -> float:
 
 
 def _check_certificate(cert_pem: bytes, ca_pem: bytes, key: ec.EllipticCurvePrivateKey) -> None:
-    """agent.identity.save_certificate's checks, for a certificate kept in memory."""
-    try:
-        cert = x509.load_pem_x509_certificate(cert_pem)
-        ca = x509.load_pem_x509_certificate(ca_pem)
-    except ValueError as exc:
-        raise ValueError(f"not a PEM certificate: {exc}") from None
-    try:
-        cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature):
-        raise ValueError("the certificate was not issued by the given CA") from None
-    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    if cert.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
-        raise ValueError("the certificate is not for this host's key")
+    check_certificate(cert_pem, ca_pem, key.public_key())
 
 
 class Simulator:
@@ -309,14 +303,9 @@ class Simulator:
         backoff = Backoff(cap_s=self.s.reconnect_cap_s)
         while True:
             try:
-                return await asyncio.to_thread(discover_ca, self.s.controller, pinned)
-            except CAMismatchError as exc:
-                raise SimulationError(f"{exc}; refusing to send the join token") from None
-            except ssl.SSLError as exc:
-                raise SimulationError(
-                    f"{self.s.controller} does not speak TLS ({exc.reason}); if the controller runs with "
-                    "--insecure, pass --insecure"
-                ) from None
+                return await asyncio.to_thread(discover_pinned_ca, self.s.controller, pinned, "pass --insecure")
+            except UntrustedControllerError as exc:
+                raise SimulationError(str(exc)) from None
             except OSError as exc:
                 delay = backoff.next_delay()
                 log.warning("cannot reach %s (%s); retrying in %.1fs", self.s.controller, exc, delay)

@@ -85,3 +85,20 @@ def discover_ca(address: str, fingerprint: str, timeout_s: float = 5.0) -> bytes
     raise CAMismatchError(
         f"the controller at {address} presents {seen}, not the CA sha256 {fingerprint[:16]}… the token pins"
     )
+
+
+class UntrustedControllerError(ValueError):
+    """Nothing is to be sent to this controller: one sentence saying why."""
+
+
+def discover_pinned_ca(address: str, fingerprint: str, insecure_hint: str) -> bytes:
+    """discover_ca for a joining host: a mismatch or a plaintext server becomes one sentence
+    (OSError, a controller not up yet, passes through for the caller to retry)."""
+    try:
+        return discover_ca(address, fingerprint)
+    except CAMismatchError as exc:
+        raise UntrustedControllerError(f"{exc}; refusing to send the join token") from None
+    except ssl.SSLError as exc:
+        raise UntrustedControllerError(
+            f"{address} does not speak TLS ({exc.reason}); if the controller runs with --insecure, {insecure_hint}"
+        ) from None
