@@ -72,6 +72,22 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = tsub.add_parser("revoke", help="revoke a token by id")
     _data_args(revoke)
     revoke.add_argument("id")
+
+    ci = sub.add_parser("cloud-init", help="print user-data that installs and joins an agent (creates a join token)")
+    _data_args(ci)
+    ci.add_argument("--fleet", required=True, help="the VM's host joins this fleet")
+    ci.add_argument("--ttl", default="1h", help="lifetime of the single-use join token")
+    ci.add_argument(
+        "--controller",
+        default=os.environ.get("DSTACK_CONTROLLER_LISTEN", DEFAULT_LISTEN),
+        help="the address the VM dials, HOST:PORT (default: the listen address; pass the public one)",
+    )
+    pkg = ci.add_mutually_exclusive_group()
+    pkg.add_argument("--package-url", default="", help="download the .deb/.rpm from this http(s) URL")
+    pkg.add_argument("--package-path", default="", help="install the package the image holds at this path")
+    ci.add_argument("--region", default="", help="the agent's region")
+    ci.add_argument("--zone", default="", help="the agent's zone")
+    ci.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="a host label (repeatable)")
     return p
 
 
@@ -173,6 +189,39 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cloud_init(args: argparse.Namespace) -> int:
+    from controller.cloudinit import check_inputs, render_user_data
+
+    try:
+        host, _ = split_address(args.controller)
+    except ValueError as exc:
+        raise UsageError(f"--controller: {exc}") from None
+    if host in ("", "0.0.0.0", "::"):
+        raise UsageError(f"--controller: {args.controller} is a listen address; pass the address the VM dials")
+    ttl = _duration(args.ttl, "--ttl")
+    labels: dict[str, str] = {}
+    for item in args.label:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--label: expected KEY=VALUE, got {item!r}")
+        labels[key] = value
+    extra: dict[str, object] = {"region": args.region or None, "zone": args.zone or None, "labels": labels}
+    try:  # before the token exists, so bad input spends none
+        check_inputs(args.controller, args.fleet, args.package_url, args.package_path, extra)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if host in ("127.0.0.1", "::1", "localhost"):
+        logging.getLogger("dstack.controller").warning(
+            "the user-data dials %s, a loopback address: pass --controller with the address the VM reaches",
+            args.controller,
+        )
+    data_dir, _, store = _open(args)
+    fingerprint = load_ca(data_dir)[0].fingerprint
+    _, text = create_token(store, "join", ttl_s=ttl, uses=1, fleet=args.fleet, ca_fingerprint=fingerprint)
+    print(render_user_data(args.controller, text, args.fleet, args.package_url, args.package_path, extra), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -184,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return cmd_serve(args)
+        if args.command == "cloud-init":
+            return cmd_cloud_init(args)
         return cmd_token(args)
     except UsageError as exc:
         print(f"dstack-controller: {exc}", file=sys.stderr)
