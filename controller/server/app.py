@@ -11,6 +11,7 @@ from pathlib import Path
 import grpc
 from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 
+from controller import sdnotify
 from controller.images.platforms import PlatformLookup
 from controller.pki.discovery import split_address
 from controller.server.agent_service import AgentService
@@ -93,12 +94,14 @@ async def serve(settings: ControllerSettings, store: Store) -> None:
     await server.start()
     scheduler = asyncio.create_task(controller.run_scheduler())
     controller.wake()
+    sdnotify.ready(f"listening on {settings.listen}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
+    sdnotify.stopping()
     scheduler.cancel()
     await server.stop(grace=2)
     store.close()
