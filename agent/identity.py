@@ -5,9 +5,6 @@ Files in the state dir: host.key (0600, created once), host.crt and ca.crt (0644
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,72 +14,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from controller.pki.files import create_once, write_atomic
+
 KEY_FILE = "host.key"
 CERT_FILE = "host.crt"
 CA_FILE = "ca.crt"
 RENEW_AT_FRACTION = 2 / 3
-
-
-def _fsync_dir(directory: Path) -> None:
-    # The rename is durable only once the directory entry is; some filesystems cannot fsync a directory.
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _write_temp(path: Path, data: bytes, mode: int) -> Path:
-    """A temp file beside `path`, created with `mode` from the start (O_EXCL: nothing planted is followed)."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)  # exact mode whatever the umask
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return tmp
-
-
-def _replace_atomic(path: Path, data: bytes, mode: int) -> None:
-    """A crash leaves the old file or the new one, never half of one."""
-    tmp = _write_temp(path, data, mode)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _create_once(path: Path, data: bytes, mode: int) -> bool:
-    """Puts `data` at `path` unless something is already there; True if this call created it.
-
-    link(2) fails when the target exists, so of two agents racing on one state dir exactly one key wins
-    and neither overwrites the other's (a rename would)."""
-    tmp = _write_temp(path, data, mode)
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        return False
-    except OSError:
-        # A filesystem without hard links (some FUSE or SMB mounts): fall back to a rename, which only
-        # a writer racing us within this instant could overwrite.
-        if path.exists():
-            return False
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-    _fsync_dir(path.parent)
-    return True
 
 
 def _state_dir(state_dir: Path) -> Path:
@@ -111,7 +48,7 @@ def load_or_create_key(state_dir: Path) -> bytes:
         pem = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        if _create_once(path, pem, 0o600):
+        if create_once(path, pem, 0o600):
             return pem
     pem = path.read_bytes()
     _load_key(pem, path)  # a corrupt key file fails here with its path, not later inside a TLS library
@@ -168,8 +105,8 @@ def save_certificate(state_dir: Path, cert_pem: bytes, ca_pem: bytes) -> None:
             raise ValueError(f"the certificate is not for the key in {key_path}") from None
         raise
     # The CA first: it does not change in practice, and a new host.crt must never sit beside a stale CA.
-    _replace_atomic(state_dir / CA_FILE, ca_pem, 0o644)
-    _replace_atomic(state_dir / CERT_FILE, cert_pem, 0o644)
+    write_atomic(state_dir / CA_FILE, ca_pem, 0o644)
+    write_atomic(state_dir / CERT_FILE, cert_pem, 0o644)
 
 
 def load_certificate(state_dir: Path) -> tuple[bytes, bytes] | None:

@@ -6,11 +6,8 @@ fingerprint and the controller can tell hosts apart by the certificate they pres
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
-import os
 import re
-import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -21,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from controller.pki.files import write_atomic
 from controller.pki.fingerprint import cert_fingerprint, load_certificate_bytes
 
 CA_CERT_FILE = "ca.crt"
@@ -66,38 +64,6 @@ class CertificateAuthority:
 
 
 # -- files ---------------------------------------------------------------------------------------
-
-
-def _fsync_dir(directory: Path) -> None:
-    # The rename is durable only once the directory entry is; some filesystems cannot fsync a directory.
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Writes a temp file created with `mode` from the start, then renames it over `path`.
-
-    O_EXCL refuses a file or symlink planted at the temp name, and since the mode applies at creation
-    a key is never readable by others, not even for the moment a write-then-chmod would leave open.
-    A crash leaves the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)  # exact mode whatever the umask (it may strip a certificate's 0644)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
 
 
 # -- helpers -------------------------------------------------------------------------------------
