@@ -17,6 +17,7 @@ from dstack_hybrid.v1 import hybrid_pb2 as pb
 
 from agent.runtime import labels
 from agent.runtime.logstamps import split_timestamp
+from controller.images.reference import uses_latest
 
 log = logging.getLogger("dstack.agent.runtime")
 
@@ -41,21 +42,10 @@ class TaskContainer:
     task_id: str
     container: Any  # docker.models.containers.Container
 
-    @property
-    def running(self) -> bool:
-        return self.container.status in ("running", "restarting", "paused")
-
 
 def image_platform(attrs: dict[str, Any]) -> str:
     arch = ARCH_ALIASES.get(attrs.get("Architecture", ""), attrs.get("Architecture", ""))
     return f"{attrs.get('Os', 'linux')}/{arch}"
-
-
-def uses_latest(image: str) -> bool:
-    if "@" in image:
-        return False
-    last = image.rsplit("/", 1)[-1]
-    return ":" not in last or last.endswith(":latest")
 
 
 class DockerRuntime:

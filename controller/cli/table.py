@@ -11,7 +11,3 @@ def render(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
     lines = [headers, *rows]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines)
-
-
-def snake(header: str) -> str:
-    return header.strip().lower().replace(" ", "_")
