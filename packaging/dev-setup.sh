@@ -11,7 +11,7 @@ with_tests=0
 
 PACKAGES=(docker.io busybox-static iptables python3-venv)
 if [ "$with_tests" -eq 1 ]; then
-    PACKAGES+=(qemu-user-static binfmt-support docker-registry cloud-init rpm lintian rpmlint)
+    PACKAGES+=(qemu-user-static binfmt-support docker-registry cloud-init rpm lintian rpmlint debootstrap)
 fi
 
 SUDO=()

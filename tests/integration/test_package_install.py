@@ -1,0 +1,217 @@
+"""The dstack-agent .deb installed into a minimal Debian bookworm (debootstrap minbase) container.
+
+One root, in order: `apt-get install ./dstack-agent_*.deb` (python3-venv and its dependencies come
+from Debian's mirror), `dstack-agent facts --json`, registration with a controller on this host's
+loopback (the container shares the host network), then an upgrade to a newer build (a repack of
+the same package with Version 0.1.0-2) that keeps /etc/dstack/agent.yaml edits and the state dir,
+`remove` (keeps the state) and `purge` (deletes it).
+
+There is no systemd in the container: the test starts `dstack-agent run` itself with `docker exec -d`.
+The container and the imported image are removed by their ids. The root is cached as a tarball
+under /var/cache/dstack-hybrid-tests (tests/support/debroot.py); building it the first time takes
+a few minutes (debootstrap), later runs import it in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.cluster import ControllerProcess, wait_for
+from tests.support.debroot import DebrootUnavailable, docker_cli, ensure_minbase_tar, import_image, repack_deb
+from tests.support.dockerd import DockerEngine
+
+pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.timeout(1500)]
+
+ROOT = Path(__file__).resolve().parents[2]
+STATE = "/var/lib/dstack-agent"
+CONFIG = "/etc/dstack/agent.yaml"
+AGENT_PID = "/run/dstack-agent-test.pid"
+AGENT_LOG = "/var/log/dstack-agent-test.log"
+
+
+def _version() -> str:
+    text = (ROOT / "pyproject.toml").read_text()
+    project = text.split("[project]", 1)[1].split("\n[", 1)[0]
+    found = re.search(r'^version\s*=\s*"([^"]+)"', project, re.M)
+    assert found
+    return found.group(1)
+
+
+VERSION = _version()
+
+
+@pytest.fixture(scope="module")
+def debs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The freshly built agent .deb and a "newer build" of it (Version <version>-2), copied out of dist/."""
+    if shutil.which("dpkg-deb") is None:
+        pytest.skip("dpkg-deb is not installed")
+    out = tmp_path_factory.mktemp("debs")
+    subprocess.run([ROOT / "packaging" / "build", "--arch", "amd64"], cwd=ROOT, check=True, timeout=900)
+    built = ROOT / "dist" / f"dstack-agent_{VERSION}-1_amd64.deb"
+    assert built.is_file(), built
+    first = out / built.name
+    shutil.copy2(built, first)  # dist/ may be rebuilt by other tests meanwhile
+    return {"first": first, "newer": repack_deb(first, f"{VERSION}-2", out)}
+
+
+class Container:
+    def __init__(self, cid: str) -> None:
+        self.id = cid
+
+    def sh(self, script: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = docker_cli(
+            "exec", "-e", "DEBIAN_FRONTEND=noninteractive", self.id, "sh", "-ec", script, timeout=timeout, check=False
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"in the container: {script}\nexit {done.returncode}\n{done.stdout}\n{done.stderr}")
+        return done
+
+    def exists(self, path: str) -> bool:
+        return self.sh(f"test -e {shlex.quote(path)}", check=False).returncode == 0
+
+    def start_agent(self) -> None:
+        cmd = (
+            f"echo $$ > {AGENT_PID}; exec /usr/bin/dstack-agent run --config {CONFIG} --state-dir {STATE} "
+            f">>{AGENT_LOG} 2>&1"
+        )
+        docker_cli("exec", "-d", "-e", "DSTACK_AGENT_RECONNECT_MAX_S=2", self.id, "sh", "-c", cmd)
+        wait_for("the agent's pid file", lambda: self.exists(AGENT_PID), timeout=15)
+
+    def agent_running(self) -> bool:
+        return self.sh(f"kill -0 $(cat {AGENT_PID})", check=False).returncode == 0
+
+    def stop_agent(self) -> None:
+        if not self.exists(AGENT_PID):
+            return
+        self.sh(f"kill $(cat {AGENT_PID}) 2>/dev/null || true")
+        wait_for("the agent to stop", lambda: not self.agent_running(), timeout=20)
+        self.sh(f"rm -f {AGENT_PID}")
+
+    def agent_log(self) -> str:
+        return self.sh(f"cat {AGENT_LOG} 2>/dev/null || true", check=False).stdout
+
+
+@pytest.fixture(scope="module")
+def container(docker_engine: DockerEngine, debs: dict[str, Path]) -> Iterator[Container]:
+    try:
+        tarball = ensure_minbase_tar()
+    except DebrootUnavailable as exc:
+        pytest.skip(str(exc))
+    image = import_image(tarball)
+    cid = ""
+    try:
+        args = ["run", "-d", "--network", "host", "--label", "dstack-test=package-install"]
+        # The engine's socket at the usual path: the agent's Docker runtime (needed for a session).
+        host = docker_engine.host
+        if host.startswith("unix://"):
+            args += ["-v", f"{host.removeprefix('unix://')}:/var/run/docker.sock"]
+        for deb in debs.values():
+            args += ["-v", f"{deb}:/debs/{deb.name}:ro"]
+        cid = docker_cli(*args, image, "sleep", "infinity").stdout.strip()
+        yield Container(cid)
+    finally:
+        if cid:
+            docker_cli("rm", "-f", "-v", cid, check=False)
+        docker_cli("rmi", "-f", image, check=False)
+
+
+@pytest.fixture(scope="module")
+def controller(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControllerProcess]:
+    ctl = ControllerProcess(tmp_path_factory.mktemp("pkg-controller") / "controller")
+    ctl.start()
+    try:
+        yield ctl
+    finally:
+        ctl.stop()
+
+
+def _host(controller: ControllerProcess, name: str) -> dict | None:
+    return next((h for h in controller.ctl_json("hosts") if h["name"] == name), None)
+
+
+def _wait_online(controller: ControllerProcess, c: Container, name: str) -> None:
+    def online() -> bool:
+        if not c.agent_running():
+            raise AssertionError(f"the agent in the container exited:\n{c.agent_log()}")
+        host = _host(controller, name)
+        return bool(host and host["status"] == "online")
+
+    try:
+        wait_for(f"host {name} online", online, timeout=90, interval=0.5)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nagent log:\n{c.agent_log()}") from None
+
+
+def _installed_version(c: Container) -> str:
+    return c.sh("dpkg-query -W -f '${Status} ${Version}' dstack-agent", check=False).stdout.strip()
+
+
+def test_deb_install_register_upgrade_remove_purge(
+    container: Container, controller: ControllerProcess, debs: dict[str, Path]
+) -> None:
+    c = container
+    name = f"pkg-{uuid.uuid4().hex[:8]}"
+    assert not c.exists("/usr/bin/python3"), "the minbase root should not have python3 yet"
+
+    # Install: python3, python3-venv and friends come from Debian's mirror as dependencies.
+    c.sh("apt-get -o Acquire::Retries=3 update -q", timeout=300)
+    c.sh(f"apt-get -o Acquire::Retries=3 install -y -q --no-install-recommends /debs/{debs['first'].name}", timeout=600)
+    assert _installed_version(c) == f"install ok installed {VERSION}-1"
+    assert c.exists("/opt/dstack/agent/venv/bin/dstack-agent")
+    assert c.sh("stat -c '%U:%G %a' " + STATE).stdout.strip() == "dstack-agent:dstack-agent 750"
+    assert "python3-venv" in c.sh("dpkg-query -W -f '${Package}\\n' 'python3*-venv'").stdout
+
+    # Settings, as an operator edits the shipped conffile (cloud: off keeps facts off the network).
+    edits = (
+        f"\n# edited by test_package_install\ncontroller: 127.0.0.1:{controller.port}\n"
+        f"join_token: {controller.token()}\nname: {name}\ncloud: off\n"
+    )
+    c.sh(f"printf '%s' {shlex.quote(edits)} >> {CONFIG}")
+    facts = json.loads(c.sh(f"dstack-agent facts --json --config {CONFIG}").stdout)
+    assert facts["arch"] == "amd64"
+    assert facts["memory_bytes"] and facts["cpu"]
+
+    # Register with the controller on the loopback and show up in `dstackctl hosts`.
+    c.start_agent()
+    _wait_online(controller, c, name)
+    assert c.exists(f"{STATE}/") and c.sh(f"ls -A {STATE}").stdout.strip(), "no identity in the state dir"
+    state_before = c.sh(f"cd {STATE} && find . -type f | sort | xargs sha256sum").stdout
+    hosts = controller.ctl("hosts")
+    assert hosts.returncode == 0 and name in hosts.stdout, hosts.stdout + hosts.stderr
+
+    # Upgrade to a newer build: the edited conffile and the state dir stay.
+    c.stop_agent()
+    c.sh(f"apt-get -o Acquire::Retries=3 install -y -q --no-install-recommends /debs/{debs['newer'].name}", timeout=600)
+    assert _installed_version(c) == f"install ok installed {VERSION}-2"
+    config_after = c.sh(f"cat {CONFIG}").stdout
+    assert "# edited by test_package_install" in config_after and f"name: {name}" in config_after
+    assert not c.exists(f"{CONFIG}.dpkg-new") and not c.exists(f"{CONFIG}.dpkg-dist")
+    assert c.sh(f"cd {STATE} && find . -type f | sort | xargs sha256sum").stdout == state_before
+    assert c.sh("ls -d /opt/dstack/agent/venv-*").stdout.count("venv-") == 1, "old venvs are deleted"
+    # The upgraded agent comes back with the kept identity: the join token was single-use.
+    c.start_agent()
+    _wait_online(controller, c, name)
+    assert [h["name"] for h in controller.ctl_json("hosts")].count(name) == 1
+    c.stop_agent()
+
+    # Remove: the program and its venvs go; the configuration and the state stay.
+    c.sh("apt-get remove -y -q dstack-agent", timeout=300)
+    assert _installed_version(c).startswith("deinstall ok config-files")
+    assert not c.exists("/usr/bin/dstack-agent") and not c.exists("/opt/dstack/agent/venv")
+    assert c.exists(CONFIG)
+    assert c.sh(f"cd {STATE} && find . -type f | sort | xargs sha256sum").stdout == state_before
+
+    # Purge: the state and the conffile are deleted.
+    c.sh("apt-get purge -y -q dstack-agent", timeout=300)
+    assert not c.exists(STATE)
+    assert not c.exists(CONFIG)
+    assert c.sh("dpkg-query -W dstack-agent", check=False).returncode != 0 or "not-installed" in _installed_version(c)

@@ -1,0 +1,105 @@
+"""A minimal Debian bookworm root (debootstrap --variant=minbase) as a Docker image.
+
+The root is built once and cached as a tarball under CACHE_DIR (owned by the tests), so later runs
+only `docker import` it. Building needs debootstrap (packaging/dev-setup.sh --tests), root and
+Debian's mirror; nothing else is downloaded.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+CACHE_DIR = Path("/var/cache/dstack-hybrid-tests")
+SUITE = "bookworm"
+MIRROR = "http://deb.debian.org/debian"
+TARBALL = CACHE_DIR / f"{SUITE}-minbase.tar"
+BUILD_TIMEOUT_S = 900
+
+
+class DebrootUnavailable(RuntimeError):
+    """The root cannot be built here (no debootstrap, not root)."""
+
+
+def ensure_minbase_tar() -> Path:
+    """Path of the cached minbase tarball, building it with debootstrap on first use."""
+    if TARBALL.is_file():
+        return TARBALL
+    if shutil.which("debootstrap") is None:
+        raise DebrootUnavailable("debootstrap is not installed: run packaging/dev-setup.sh --tests")
+    if os.geteuid() != 0:
+        raise DebrootUnavailable("debootstrap needs root")
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    # Two sessions starting at once build it once.
+    with open(CACHE_DIR / f"{SUITE}-minbase.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if TARBALL.is_file():
+            return TARBALL
+        work = Path(tempfile.mkdtemp(prefix="debootstrap-", dir=CACHE_DIR))
+        try:
+            target = work / "root"
+            done = subprocess.run(
+                ["debootstrap", "--variant=minbase", SUITE, str(target), MIRROR],
+                capture_output=True,
+                text=True,
+                timeout=BUILD_TIMEOUT_S,
+            )
+            if done.returncode != 0:
+                log = target / "debootstrap" / "debootstrap.log"
+                tail = log.read_text(errors="replace")[-2000:] if log.exists() else done.stderr[-2000:]
+                raise RuntimeError(f"debootstrap failed ({done.returncode}):\n{tail}")
+            partial = work / "root.tar"
+            subprocess.run(
+                ["tar", "--numeric-owner", "--xattrs", "-C", str(target), "-cf", str(partial), "."],
+                check=True,
+                timeout=BUILD_TIMEOUT_S,
+            )
+            partial.rename(TARBALL)  # same file system: a reader never sees half a tarball
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return TARBALL
+
+
+def docker_cli(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """The docker CLI against DOCKER_HOST (set by the docker_engine fixture)."""
+    docker = shutil.which("docker")
+    if docker is None:
+        raise DebrootUnavailable("the docker CLI is not installed")
+    done = subprocess.run([docker, *args], capture_output=True, text=True, timeout=timeout)
+    if check and done.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)}: exit {done.returncode}\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def import_image(tarball: Path) -> str:
+    """`docker import` the root; returns the image id (untagged: remove it by this id)."""
+    out = docker_cli("import", str(tarball)).stdout.strip()
+    assert out.startswith("sha256:"), out
+    return out
+
+
+def repack_deb(deb: Path, version: str, dest_dir: Path) -> Path:
+    """A copy of `deb` whose control Version is `version` (a test-only "newer build")."""
+    tree = dest_dir / f"repack-{version}"
+    shutil.rmtree(tree, ignore_errors=True)
+    subprocess.run(["dpkg-deb", "-R", str(deb), str(tree)], check=True, timeout=300)
+    control = tree / "DEBIAN" / "control"
+    lines = control.read_text().splitlines()
+    lines = [f"Version: {version}" if line.startswith("Version:") else line for line in lines]
+    control.write_text("\n".join(lines) + "\n")
+    package = subprocess.run(["dpkg-deb", "-f", str(deb), "Package"], capture_output=True, text=True, check=True)
+    arch = subprocess.run(["dpkg-deb", "-f", str(deb), "Architecture"], capture_output=True, text=True, check=True)
+    out = dest_dir / f"{package.stdout.strip()}_{version}_{arch.stdout.strip()}.deb"
+    # Fast compression: the wheels inside are compressed already.
+    subprocess.run(
+        ["dpkg-deb", "--root-owner-group", "-Zgzip", "-z1", "-b", str(tree), str(out)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    shutil.rmtree(tree, ignore_errors=True)
+    return out
