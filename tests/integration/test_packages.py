@@ -134,6 +134,31 @@ def test_rpm(built: dict[str, Path], name: str) -> None:
     assert "try-restart" in scripts and "[ -d /run/systemd/system ]" in scripts
 
 
+@pytest.mark.parametrize("name", PACKAGES)
+def test_rpm_lays_its_files_out_and_carries_the_debs_steps(built: dict[str, Path], name: str, tmp_path: Path) -> None:
+    """`rpm --root` into a scratch root (no deps, no scripts): the files land where the deb puts
+    them, and the scriptlets do what the deb's do (user, offline venv, guarded systemctl, cleanup)."""
+    _need("rpm")
+    short = name.removeprefix("dstack-")
+    root = tmp_path / "root"
+    root.mkdir()
+    _run("rpm", "--root", root, "--initdb")
+    _run("rpm", "--root", root, "-i", "--nodeps", "--noscripts", built[f"{name}.rpm"])
+    assert (root / f"etc/dstack/{short}.yaml").is_file()
+    assert (root / f"lib/systemd/system/{name}.service").is_file()
+    assert (root / f"usr/bin/{name}").is_symlink()
+    assert str((root / f"usr/bin/{name}").readlink()) == f"/opt/dstack/{short}/venv/bin/{name}"
+    wheels = root / f"opt/dstack/{short}/wheels"
+    assert (wheels / f"dstack_hybrid-{VERSION}-py3-none-any.whl").is_file()
+    if name == "dstack-controller":
+        assert (root / "usr/bin/dstackctl").is_symlink()
+    assert _run("rpm", "--root", root, "-q", name).startswith(f"{name}-{VERSION}-1")
+    scripts = _run("rpm", "-qp", "--scripts", built[f"{name}.rpm"])
+    for step in ("useradd --system", "python3 -m venv", "--no-index --find-links", "[ -d /run/systemd/system ]"):
+        assert step in scripts, step
+    assert re.search(r"postuninstall scriptlet", scripts), "the venvs must go on erase"
+
+
 def test_lintian_no_errors(built: dict[str, Path]) -> None:
     _need("lintian")
     debs = [str(built[f"{n}.deb"]) for n in PACKAGES]
