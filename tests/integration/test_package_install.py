@@ -156,7 +156,7 @@ def _installed_version(c: Container) -> str:
 
 
 def test_deb_install_register_upgrade_remove_purge(
-    container: Container, controller: ControllerProcess, debs: dict[str, Path]
+    container: Container, controller: ControllerProcess, debs: dict[str, Path], busybox_images: dict[str, str]
 ) -> None:
     c = container
     name = f"pkg-{uuid.uuid4().hex[:8]}"
@@ -188,6 +188,16 @@ def test_deb_install_register_upgrade_remove_purge(
     hosts = controller.ctl("hosts")
     assert hosts.returncode == 0 and name in hosts.stdout, hosts.stdout + hosts.stderr
 
+    # A task runs across the upgrade: its container lives in dockerd, not in the agent, and the
+    # upgraded agent re-adopts it; it finishes with its whole log and its real exit code.
+    task = controller.data_dir.parent / "across-upgrade.yaml"
+    task.write_text(
+        f"type: task\nname: across-upgrade\nimage: {busybox_images['amd64']}\n"
+        'commands:\n  - for i in $(seq 1 30); do echo "line $i"; sleep 0.5; done\n'
+    )
+    assert controller.ctl("submit", "-d", "-f", str(task)).returncode == 0
+    wait_for("the task's first lines", lambda: len(controller.logs("across-upgrade").stdout.splitlines()) >= 3)
+
     # Upgrade to a newer build: the edited conffile and the state dir stay.
     c.stop_agent()
     c.sh(f"apt-get -o Acquire::Retries=3 install -y -q --no-install-recommends /debs/{debs['newer'].name}", timeout=600)
@@ -201,6 +211,9 @@ def test_deb_install_register_upgrade_remove_purge(
     c.start_agent()
     _wait_online(controller, c, name)
     assert [h["name"] for h in controller.ctl_json("hosts")].count(name) == 1
+    row = controller.wait_status("across-upgrade", "done", "failed", timeout=120)
+    assert (row["status"], row["exit"]) == ("done", 0)
+    assert controller.logs("across-upgrade").stdout == "".join(f"line {i}\n" for i in range(1, 31))
     c.stop_agent()
 
     # Remove: the program and its venvs go; the configuration and the state stay.
