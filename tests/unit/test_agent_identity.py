@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from agent.identity import load_certificate, load_or_create_key, make_csr, needs_renewal, save_certificate
-from controller.pki import CertificateAuthority, host_id_from_cert, load_or_create_ca, sign_host_csr
+from controller.pki import CertificateAuthority, host_id_from_cert, sign_host_csr
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
 DAY = timedelta(hours=24)
@@ -28,27 +27,6 @@ def mode(path: Path) -> int:
 def spki(key: object) -> bytes:
     assert isinstance(key, ec.EllipticCurvePublicKey)
     return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-@pytest.fixture
-def umask() -> Iterator[None]:
-    """Restores the umask a test changes."""
-    old = os.umask(0o022)
-    os.umask(old)
-    try:
-        yield
-    finally:
-        os.umask(old)
-
-
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority:
-    return load_or_create_ca(tmp_path_factory.mktemp("ca"))[0]
-
-
-@pytest.fixture(scope="module")
-def other_ca(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority:
-    return load_or_create_ca(tmp_path_factory.mktemp("other-ca"))[0]
 
 
 def issue(ca: CertificateAuthority, state_dir: Path, valid_for: timedelta = DAY) -> bytes:

@@ -11,7 +11,6 @@ import socket
 import ssl
 import stat
 import subprocess
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -65,27 +64,6 @@ def csr_for(
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
     return builder.sign(key, algorithm).public_bytes(serialization.Encoding.PEM)
-
-
-@pytest.fixture
-def umask() -> Iterator[None]:
-    """Restores the umask a test changes."""
-    old = os.umask(0o022)
-    os.umask(old)
-    try:
-        yield
-    finally:
-        os.umask(old)
-
-
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority:
-    return load_or_create_ca(tmp_path_factory.mktemp("ca"))[0]
-
-
-@pytest.fixture(scope="module")
-def other_ca(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority:
-    return load_or_create_ca(tmp_path_factory.mktemp("other-ca"))[0]
 
 
 # -- the CA ---------------------------------------------------------------------------------------
