@@ -8,6 +8,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -15,7 +16,9 @@ import docker.errors
 from docker.types import LogConfig, Mount
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 
+from agent.config import default_state_dir
 from agent.runtime import labels
+from agent.runtime.cloud_volumes import CloudVolumeError, CloudVolumes
 from agent.runtime.logstamps import split_timestamp
 from controller.images.reference import uses_latest
 
@@ -49,9 +52,18 @@ def image_platform(attrs: dict[str, Any]) -> str:
 
 
 class DockerRuntime:
-    def __init__(self, native_arch: str, docker_host: str | None = None, host_id: str = "") -> None:
+    def __init__(
+        self,
+        native_arch: str,
+        docker_host: str | None = None,
+        host_id: str = "",
+        state_dir: Path | None = None,
+        cloud_volumes: CloudVolumes | None = None,
+    ) -> None:
         self.native_platform = f"linux/{native_arch}"
         self.host_id = host_id
+        # Cloud volumes are mounted under the agent's state dir (<state dir>/volumes/<name>).
+        self.cloud_volumes = cloud_volumes or CloudVolumes(state_dir if state_dir is not None else default_state_dir())
         self.client = docker.DockerClient(base_url=docker_host) if docker_host else docker.from_env()
 
     def data_root(self) -> str | None:
@@ -164,7 +176,8 @@ class DockerRuntime:
         if spec.mounts:
             # Volumes are paths every host of their region/zone has (an NFS mount, say); instance
             # mounts are this host's own paths. A missing source fails the start with the engine's words.
-            kwargs["mounts"] = [Mount(target=m.target, source=m.source, type="bind") for m in spec.mounts]
+            # Cloud volumes (attached to this instance by the controller) are mounted here first.
+            kwargs["mounts"] = [Mount(target=m.target, source=self._mount_source(m), type="bind") for m in spec.mounts]
         try:
             container = self.client.containers.create(spec.image, **kwargs)
         except docker.errors.APIError as exc:
@@ -179,6 +192,14 @@ class DockerRuntime:
             raise StartError(f"cannot start the container: {exc.explanation or exc}") from None
         container.reload()
         return TaskContainer(task_id, container)
+
+    def _mount_source(self, mount: pb.Mount) -> str:
+        if not mount.cloud_volume_id:
+            return mount.source
+        try:
+            return str(self.cloud_volumes.prepare(mount))
+        except CloudVolumeError as exc:
+            raise StartError(str(exc)) from None
 
     def log_stream(self, tc: TaskContainer, stream: int) -> Any:
         """A closable stream of raw frames of one output stream (stdout or stderr), from the start."""

@@ -37,7 +37,8 @@ class SpecError(ValueError):
 
 
 def parse_spec(spec: pb.RunSpec) -> tuple[float, int]:
-    """(seconds to run, exit code) from the task's env."""
+    """(seconds to run, exit code) from the task's env. Mounts are not read: nothing is mounted
+    in a simulation, so host paths and cloud volumes (cloud_volume_id) are accepted as they are."""
     raw = spec.env.get(SECONDS_ENV, "")
     try:
         seconds = float(raw) if raw else DEFAULT_SECONDS
