@@ -83,7 +83,9 @@ class Agent:
         while True:
             try:
                 if self.runtime is None:
-                    self.runtime = DockerRuntime(facts.arch, self.config.docker_host, cred.host_id)
+                    self.runtime = DockerRuntime(
+                        facts.arch, self.config.docker_host, cred.host_id, state_dir=self.state_dir
+                    )
                 await self._session(cred)
             except docker.errors.DockerException as exc:
                 # The engine is down or restarting: tasks cannot run, so the stream waits for it.

@@ -85,6 +85,7 @@ class SimSettings:
     state_dir: Path | None = None
     concurrency: int = 64
     reconnect_cap_s: float = 10.0
+    keep_instance_id: bool = False  # one host that is the template's cloud instance (a launched VM)
 
 
 def _split(text: str) -> tuple[str, ...]:
@@ -97,6 +98,8 @@ def settings_from_args(args: argparse.Namespace) -> SimSettings:
         raise AgentConfigError("--count must be at least 1")
     if args.concurrency < 1:
         raise AgentConfigError("--concurrency must be at least 1")
+    if args.keep_instance_id and args.count != 1:
+        raise AgentConfigError("--keep-instance-id is for one host (--count 1): instance ids name one machine")
     if not args.name_prefix.strip():
         raise AgentConfigError("--name-prefix must not be empty")
     arches = _split(args.arches)
@@ -145,6 +148,7 @@ def settings_from_args(args: argparse.Namespace) -> SimSettings:
         state_dir=args.state_dir,
         concurrency=args.concurrency,
         reconnect_cap_s=float(os.environ.get("DSTACK_AGENT_RECONNECT_MAX_S", "10")),
+        keep_instance_id=args.keep_instance_id,
     )
 
 
@@ -389,6 +393,8 @@ class SimHost:
         self.sim = sim
         self.name = host_name(s.name_prefix, index)
         self.facts = host_facts(s.template, index, self.name, s.zones, s.arches, s.region, AGENT_VERSION)
+        if s.keep_instance_id:
+            self.facts.cloud.instance_id = s.template.cloud.instance_id
         self.state_dir = s.state_dir / self.name if s.state_dir is not None else None
         self.key: ec.EllipticCurvePrivateKey | None = None
         self.key_pem = b""

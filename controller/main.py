@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from controller.configs.loader import ConfigError
 from controller.images.platforms import LookupSettings
 from controller.pki.discovery import split_address
 from controller.settings import (
@@ -18,6 +19,7 @@ from controller.settings import (
     default_agent_listen,
     default_data_dir,
     default_database_url,
+    load_controller_file,
 )
 from controller.store import Store, StoreURLError, open_store
 from controller.tls import load_ca
@@ -35,27 +37,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the controller")
     _data_args(serve)
-    serve.add_argument("--listen", default=os.environ.get("DSTACK_CONTROLLER_LISTEN", DEFAULT_LISTEN))
+    # Defaults are resolved in cmd_serve: a flag, else the environment, else the config file.
     serve.add_argument(
-        "--agent-listen",
-        default=os.environ.get("DSTACK_CONTROLLER_AGENT_LISTEN", ""),
-        help="agents' streams, mutual TLS (default: the --listen port plus one)",
+        "--config",
+        type=Path,
+        default=None,
+        help="the config file (default: DATA_DIR/config.yaml, else /etc/dstack/controller.yaml, when present)",
+    )
+    serve.add_argument("--listen", default=None, help=f"client API, HOST:PORT (default {DEFAULT_LISTEN})")
+    serve.add_argument(
+        "--agent-listen", default=None, help="agents' streams, mutual TLS (default: the --listen port plus one)"
     )
     serve.add_argument("--insecure", action="store_true", help="plaintext gRPC, no TLS (warns at every start)")
-    serve.add_argument("--host-cert-validity", default="24h", help="lifetime of host certificates")
+    serve.add_argument("--host-cert-validity", default=None, help="lifetime of host certificates (default 24h)")
     serve.add_argument("--tls-san", action="append", default=[], help="another name or IP for the server certificate")
-    serve.add_argument("--host-grace", default="40s", help="hosts not heard from for this long are offline")
-    serve.add_argument("--heartbeat-interval", default="10s", help="how often agents send a heartbeat")
-    serve.add_argument("--stop-grace", default="10s", help="SIGTERM, then SIGKILL after this long")
+    serve.add_argument("--host-grace", default=None, help="hosts not heard from for this long are offline (40s)")
+    serve.add_argument("--heartbeat-interval", default=None, help="how often agents send a heartbeat (10s)")
+    serve.add_argument("--stop-grace", default=None, help="SIGTERM, then SIGKILL after this long (10s)")
     serve.add_argument(
         "--image-lookup",
         choices=["on", "off"],
-        default=os.environ.get("DSTACK_IMAGE_LOOKUP", "on"),
+        default=None,
         help="ask registries which platforms an image has (off: rely on the agents' check)",
     )
     serve.add_argument(
         "--registry-mirror",
-        default=os.environ.get("DSTACK_REGISTRY_MIRROR", ""),
+        default=None,
         help="look Docker Hub images up at this registry instead, e.g. http://127.0.0.1:5000",
     )
 
@@ -113,32 +120,62 @@ def _duration(text: str, flag: str) -> float:
         raise UsageError(f"{flag}: {exc}") from None
 
 
+def _setting(flag_value: str | None, env: str, file_value: str | None, default: str) -> str:
+    if flag_value is not None:
+        return flag_value
+    return os.environ.get(env) or file_value or default
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from controller.server.app import ensure_admin_token, serve
 
-    host_grace = _duration(args.host_grace, "--host-grace")
-    heartbeat = _duration(args.heartbeat_interval, "--heartbeat-interval")
-    stop_grace = _duration(args.stop_grace, "--stop-grace")
-    cert_validity = _duration(args.host_cert_validity, "--host-cert-validity")
-    for flag, address in (("--listen", args.listen), ("--agent-listen", args.agent_listen)):
+    data_dir: Path = args.data_dir or default_data_dir()
+    try:
+        config_path, file_config = load_controller_file(args.config, data_dir)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    where = f" ({config_path})" if config_path else ""
+    host_grace = _duration(_setting(args.host_grace, "", file_config.host_grace, "40s"), f"host_grace{where}")
+    heartbeat = _duration(
+        _setting(args.heartbeat_interval, "", file_config.heartbeat_interval, "10s"), f"heartbeat_interval{where}"
+    )
+    stop_grace = _duration(_setting(args.stop_grace, "", file_config.stop_grace, "10s"), f"stop_grace{where}")
+    cert_validity = _duration(
+        _setting(args.host_cert_validity, "", file_config.host_cert_validity, "24h"), f"host_cert_validity{where}"
+    )
+    listen = _setting(args.listen, "DSTACK_CONTROLLER_LISTEN", file_config.listen, DEFAULT_LISTEN)
+    agent_listen = _setting(args.agent_listen, "DSTACK_CONTROLLER_AGENT_LISTEN", file_config.agent_listen, "")
+    image_lookup = _setting(args.image_lookup, "DSTACK_IMAGE_LOOKUP", file_config.image_lookup, "on")
+    mirror = _setting(args.registry_mirror, "DSTACK_REGISTRY_MIRROR", file_config.registry_mirror, "")
+    if image_lookup not in ("on", "off"):
+        raise UsageError(f"DSTACK_IMAGE_LOOKUP must be on or off, not {image_lookup!r}")
+    for flag, address in (("--listen", listen), ("--agent-listen", agent_listen)):
         if address:
             try:
                 split_address(address)
             except ValueError as exc:
                 raise UsageError(f"{flag}: {exc}") from None
+    burst_address = file_config.burst.controller_address
+    if burst_address:
+        try:
+            split_address(burst_address)
+        except ValueError as exc:
+            raise UsageError(f"burst.controller_address{where}: {exc}") from None
     data_dir, url, store = _open(args)
     settings = ControllerSettings(
         data_dir=data_dir,
         database_url=url,
-        listen=args.listen,
+        listen=listen,
         host_grace_s=host_grace,
         heartbeat_interval_s=max(1, int(heartbeat)),
         stop_grace_s=int(stop_grace),
-        image_lookup=LookupSettings(enabled=args.image_lookup == "on", docker_hub_mirror=args.registry_mirror),
-        agent_listen=args.agent_listen or default_agent_listen(args.listen),
+        image_lookup=LookupSettings(enabled=image_lookup == "on", docker_hub_mirror=mirror),
+        agent_listen=agent_listen or default_agent_listen(listen),
         insecure=args.insecure,
         host_cert_validity_s=cert_validity,
-        tls_sans=list(args.tls_san),
+        tls_sans=[*file_config.tls_san, *args.tls_san],
+        file_config=file_config,
+        config_path=config_path,
     )
     log = logging.getLogger("dstack.controller")
     log.info("data dir %s, database %s", data_dir, url)

@@ -6,7 +6,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from controller.backends.config import ControllerFileConfig
+from controller.configs.loader import load_settings_file
 from controller.images.platforms import LookupSettings
+
+SYSTEM_CONFIG = Path("/etc/dstack/controller.yaml")
 
 DEFAULT_LISTEN = "127.0.0.1:7443"
 
@@ -33,6 +37,28 @@ def default_database_url(data_dir: Path) -> str:
     return os.environ.get("DSTACK_DATABASE_URL") or f"sqlite:///{data_dir.resolve() / 'controller.db'}"
 
 
+def controller_file_path(explicit: Path | None, data_dir: Path) -> Path | None:
+    """--config, else DSTACK_CONTROLLER_CONFIG, else DATA_DIR/config.yaml, else the package's
+    /etc/dstack/controller.yaml; the first two must exist, the others are used when they do."""
+    if explicit is not None:
+        return explicit
+    env = os.environ.get("DSTACK_CONTROLLER_CONFIG")
+    if env:
+        return Path(env)
+    for candidate in (data_dir / "config.yaml", SYSTEM_CONFIG):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_controller_file(explicit: Path | None, data_dir: Path) -> tuple[Path | None, ControllerFileConfig]:
+    """The config file's settings (ConfigError naming the file and line when it is wrong)."""
+    path = controller_file_path(explicit, data_dir)
+    if path is None:
+        return None, ControllerFileConfig()
+    return path, load_settings_file(path, ControllerFileConfig, "controller config")
+
+
 @dataclass
 class ControllerSettings:
     data_dir: Path
@@ -48,6 +74,8 @@ class ControllerSettings:
     insecure: bool = False  # plaintext, only with --insecure
     host_cert_validity_s: float = 24 * 3600  # short: renewed over the stream at two thirds
     tls_sans: list[str] = field(default_factory=list)
+    file_config: ControllerFileConfig = field(default_factory=ControllerFileConfig)
+    config_path: Path | None = None
 
     @property
     def admin_token_path(self) -> Path:

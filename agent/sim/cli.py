@@ -27,3 +27,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--state-dir", type=Path, default=None, help="keep each host's key and certificate here")
     p.add_argument("--insecure", action="store_true", help="plaintext, to a controller started with --insecure")
     p.add_argument("--concurrency", type=int, default=64, help="registrations and stream openings in flight")
+    p.add_argument(
+        "--keep-instance-id",
+        action="store_true",
+        help="with --count 1: report the template's cloud instance id as it is (stand in for a launched VM)",
+    )

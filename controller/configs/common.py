@@ -87,6 +87,16 @@ def validate_backend(value: Any) -> Any:
 Backend = Annotated[BackendName, BeforeValidator(validate_backend)]
 
 
+SpotPolicy = Literal["spot", "on-demand", "auto"]
+
+
+def reject_bool_price(value: Any) -> Any:
+    # pydantic reads true as 1.0; a price of `true` is always a mistake.
+    if isinstance(value, bool):
+        raise ValueError("a price is a number of dollars per hour, like 1.5")
+    return value
+
+
 def drop_empty_values(value: Any, keys: Collection[str]) -> Any:
     """`regions:` written with no value means the default, for the keys where that reads naturally."""
     if isinstance(value, dict):

@@ -13,13 +13,19 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from controller.configs.common import Backend, ConfigModel, OffDuration, ResourceName, drop_empty_values
+from controller.configs.common import (
+    Backend,
+    ConfigModel,
+    OffDuration,
+    ResourceName,
+    SpotPolicy,
+    drop_empty_values,
+    reject_bool_price,
+)
 from controller.configs.resources import Range, ResourcesSpec
 
 # dstack's default for fleets: instances idle this long are terminated (`off` never does).
 DEFAULT_FLEET_IDLE_DURATION = 3 * 86400
-
-SpotPolicy = Literal["spot", "on-demand", "auto"]
 
 # Letters, digits and `._-/`, starting and ending with a letter or digit (`gpu`, `acme.io/rack`).
 _LABEL_NAME_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?")
@@ -95,7 +101,4 @@ class FleetConfiguration(ConfigModel):
     @field_validator("max_price", mode="before")
     @classmethod
     def _price_is_a_number(cls, value: Any) -> Any:
-        # pydantic reads true as 1.0; a price of `true` is always a mistake.
-        if isinstance(value, bool):
-            raise ValueError("a price is a number of dollars per hour, like 1.5")
-        return value
+        return reject_bool_price(value)

@@ -38,6 +38,7 @@ AnyConfiguration = TaskConfiguration | FleetConfiguration | VolumeConfiguration
 AppliedConfiguration = FleetConfiguration | VolumeConfiguration
 
 Loc = tuple[int | str, ...]
+ModelT = typing.TypeVar("ModelT", bound=BaseModel)
 _ABSENT = object()
 
 
@@ -107,6 +108,20 @@ def load_config_file(path: Path, expected: str | Collection[str] | None = None) 
 def parse_config_text(text: str, filename: str, expected: str | Collection[str] | None = None) -> BaseModel:
     """Any registered configuration type, or only those in `expected` (one type or several) when given."""
     return _validate(_parse_yaml(text, filename), filename, expected)
+
+
+def load_settings_file(path: Path, model: type[ModelT], what: str) -> ModelT:
+    """A settings file with no `type:` (the controller's config file): an empty file is all defaults."""
+    filename = str(path)
+    data = _parse_yaml(_read(path, what), filename)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{filename} must be a mapping of settings")
+    try:
+        return model.model_validate(_plain(data))
+    except ValidationError as exc:
+        raise _explain(exc, model, data, filename) from None
 
 
 def _validate(data: Any, filename: str, expected: str | Collection[str] | None) -> BaseModel:
@@ -182,7 +197,7 @@ def _explain(exc: ValidationError, model: type[BaseModel], data: Any, filename: 
     errors = exc.errors(include_url=False)
     # An unknown key is usually a typo that also causes the other errors ("imgae" -> image missing).
     error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    loc: Loc = tuple(error["loc"])
+    loc: Loc = _untag(data, tuple(error["loc"]))
     node, found, line = _walk(data, loc)
     path = _dotted(found)
     at_line = f" line {line}" if line is not None else ""
@@ -201,6 +216,24 @@ def _explain(exc: ValidationError, model: type[BaseModel], data: Any, filename: 
         return ConfigError(f"invalid {filename}: {why}", line=None, key=None)
     shown = f' "{_short(node)}"' if not isinstance(node, dict | list) else ""
     return ConfigError(f"invalid {path}{shown} in {filename}{at_line}: {why}", line=line, key=path)
+
+
+def _untag(data: Any, loc: Loc) -> Loc:
+    """Drops the tags pydantic puts in the locations of a union chosen by `type:`
+    (backends[0].aws.region -> backends[0].region): the YAML has no such key."""
+    node: Any = data
+    kept: list[int | str] = []
+    for part in loc:
+        if isinstance(node, dict) and isinstance(part, str) and part not in node and str(node.get("type")) == part:
+            continue
+        kept.append(part)
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return tuple(kept)
 
 
 def _walk(data: Any, loc: Loc) -> tuple[Any, Loc, int | None]:

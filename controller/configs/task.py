@@ -11,7 +11,9 @@ from controller.configs.common import (
     ConfigModel,
     OffDuration,
     ResourceName,
+    SpotPolicy,
     drop_empty_values,
+    reject_bool_price,
     validate_absolute_path,
 )
 from controller.configs.resources import ResourcesSpec
@@ -119,11 +121,20 @@ class TaskConfiguration(ConfigModel):
     nodes: int = Field(default=1, ge=1)
     privileged: bool = False
     working_dir: str | None = None
+    # Cloud bursting (dstack's fields, plus `burstable`); None: the fleet's setting, else the default.
+    spot_policy: SpotPolicy | None = None
+    max_price: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    burstable: bool | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _drop_empty_values(cls, value: Any) -> Any:
         return drop_empty_values(value, _EMPTY_MEANS_DEFAULT)
+
+    @field_validator("max_price", mode="before")
+    @classmethod
+    def _price_is_a_number(cls, value: Any) -> Any:
+        return reject_bool_price(value)
 
     @field_validator("image")
     @classmethod

@@ -20,7 +20,7 @@ from controller.server.core import SUPPORTED_ARCHES, Controller
 from controller.server.requirements import fleet_admission
 from controller.server.sessions import AgentSession
 from controller.server.views import host_view
-from controller.store.records import HostRecord, StoredLogLine
+from controller.store.records import HostRecord, InstanceRecord, StoredLogLine, TokenRecord
 from controller.tokens import TokenFormatError, format_token, hash_secret, parse_token, secrets_match
 
 log = logging.getLogger("dstack.controller.agents")
@@ -59,8 +59,10 @@ class AgentService(pb_grpc.AgentServiceServicer):
         # Fleet checks come before the token is spent (a host turned away keeps its token usable),
         # but only for a caller who holds the token's secret: nobody else learns its fleet.
         peek = store.get_token(parsed.id) if parsed else None
+        launch = None
         if parsed and peek and secrets_match(parsed.secret, peek.secret_hash):
             await self._admit_to_fleet(peek.fleet, request, host_id, context)
+            launch = await self._claim_launch(peek, request, context)
         try:
             if parsed is None:
                 raise TokenFormatError("malformed join token")
@@ -90,6 +92,8 @@ class AgentService(pb_grpc.AgentServiceServicer):
             cert_serial=cert_serial_hex(certificate) if certificate else "",
         )
         store.add_host(host)
+        if launch is not None and self.c.burst is not None:
+            self.c.burst.registered(launch, host.id)
         self.c.refresh_host(host)
         log.info("host %s (%s, %s) registered with token %s", name, host.id, host.arch, token.id)
         if self.c.tls is None:
@@ -131,6 +135,19 @@ class AgentService(pb_grpc.AgentServiceServicer):
             await context.abort(
                 grpc.StatusCode.PERMISSION_DENIED, f"this host does not meet fleet {fleet_name}'s resources: {why}"
             )
+
+    async def _claim_launch(
+        self, token: TokenRecord, request: pb.RegisterRequest, context: grpc.aio.ServicerContext
+    ) -> InstanceRecord | None:
+        """A token made for a launch registers that instance only: its metadata must name it."""
+        if self.c.burst is None:
+            return None
+        launch, why = self.c.burst.claim(token, request.facts)
+        if why:
+            log.warning("registration refused: %s", why)
+            code = grpc.StatusCode.UNAVAILABLE if why.endswith("retry") else grpc.StatusCode.PERMISSION_DENIED
+            await context.abort(code, why)
+        return launch
 
     def _free_name(self, wanted: str) -> str:
         name, n = wanted, 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import signal
 from pathlib import Path
 
@@ -41,6 +42,41 @@ def ensure_admin_token(store: Store, path: Path) -> bool:
         f.write(text + "\n")
     os.chmod(path, 0o600)
     return True
+
+
+def controller_id(data_dir: Path) -> str:
+    """This controller's id, kept in its data dir: the tag on everything it launches, so two
+    controllers sharing a cloud account never adopt or terminate each other's instances."""
+    path = data_dir / "controller-id"
+    try:
+        found = path.read_text().strip()
+        if found:
+            return found
+    except FileNotFoundError:
+        pass
+    made = secrets.token_hex(8)
+    path.write_text(made + "\n")
+    return made
+
+
+def start_bursting(controller: Controller, settings: ControllerSettings) -> asyncio.Task[None] | None:
+    """With backends in the config file: the burst reconciler, and nothing of the SDKs until it runs."""
+    file_config = settings.file_config
+    if not file_config.backends:
+        return None
+    from controller.backends.burst import Burster
+
+    address = file_config.burst.controller_address or settings.listen
+    host, _ = split_address(address)
+    if host in ("127.0.0.1", "::1", "localhost", "0.0.0.0", "::"):
+        log.warning(
+            "launched instances will dial %s, which they cannot reach: set burst.controller_address in %s",
+            address,
+            settings.config_path or "the config file",
+        )
+    controller.burst = Burster(controller, file_config, controller_id(settings.data_dir), address)
+    log.info("bursting to %s", ", ".join(controller.burst.backends.kinds))
+    return asyncio.create_task(controller.burst.run())
 
 
 def add_ports(controller: Controller, server: grpc.aio.Server, settings: ControllerSettings) -> None:
@@ -91,6 +127,7 @@ async def serve(settings: ControllerSettings, store: Store) -> None:
     pb_grpc.add_AgentServiceServicer_to_server(AgentService(controller), server)
     pb_grpc.add_ClientServiceServicer_to_server(ClientService(controller), server)
     add_ports(controller, server, settings)
+    bursting = start_bursting(controller, settings)
     await server.start()
     scheduler = asyncio.create_task(controller.run_scheduler())
     controller.wake()
@@ -103,5 +140,7 @@ async def serve(settings: ControllerSettings, store: Store) -> None:
     log.info("shutting down")
     sdnotify.stopping()
     scheduler.cancel()
+    if bursting is not None:
+        bursting.cancel()
     await server.stop(grace=2)
     store.close()

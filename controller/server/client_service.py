@@ -19,7 +19,7 @@ from controller.server.configs_service import ConfigsMixin
 from controller.server.convert import host_facts, log_line
 from controller.server.core import Controller
 from controller.server.requirements import SubmitError, check_zones, mounts
-from controller.store.records import FAILED, PENDING, STOPPED, HostRecord, TaskRecord
+from controller.store.records import PENDING, STOPPED, HostRecord, TaskRecord
 
 log = logging.getLogger("dstack.controller.client")
 
@@ -185,19 +185,7 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
         if host is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no host named {request.name!r}")
             raise AssertionError("unreachable")
-        now = self.c.clock()
-        for task in self.c.store.list_tasks(include_finished=False):
-            if task.host_id == host.id:
-                task.status, task.reason, task.finished_at = FAILED, f"host {host.name} was removed", now
-                self.c.store.update_task(task)
-                self.c.publish_status(task)
-        # Deleting the record revokes its certificate: the next handshake names a host that is gone.
-        self.c.store.delete_host(host.id)
-        self.c.forget_host(host.id)
-        session = self.c.sessions.get(host.id)
-        if session is not None:
-            session.close()
-        log.info("host %s (%s) removed; its certificate no longer connects", host.name, host.id)
+        self.c.remove_host(host.id, f"host {host.name} was removed")
         return pb.Host(id=host.id, name=host.name, arch=host.arch, region=host.region, zone=host.zone, status="removed")
 
     async def Apply(self, request: pb.ApplyRequest, context: grpc.aio.ServicerContext) -> pb.ApplyResponse:

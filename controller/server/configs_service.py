@@ -12,6 +12,7 @@ from controller.configs.fleet import FleetConfiguration
 from controller.configs.volume import VolumeConfiguration
 from controller.placement import place
 from controller.server import taskspec
+from controller.server.cloud_service import CloudMixin
 from controller.server.core import Controller
 from controller.server.requirements import SubmitError, check_zones
 from controller.store.records import ConfigRecord
@@ -24,7 +25,7 @@ MODELS: dict[str, type[FleetConfiguration] | type[VolumeConfiguration]] = {
 }
 
 
-class ConfigsMixin:
+class ConfigsMixin(CloudMixin):
     """Mixed into ClientService; `c` is the controller, auth is done by the caller."""
 
     c: Controller
@@ -48,6 +49,13 @@ class ConfigsMixin:
         existing = self.c.store.get_config(request.kind, config.name)
         if existing is not None and existing.configuration_json == text:
             return pb.ApplyResponse(kind=request.kind, name=config.name, action="unchanged")
+        if isinstance(config, VolumeConfiguration) and config.backend != "local":
+            created = created_volume_id(existing, config)
+            if created:
+                # The volume this config created before: applying the same file again keeps it.
+                return pb.ApplyResponse(kind=request.kind, name=config.name, action="unchanged")
+            config = await self.prepare_volume(config, context)
+            text = config.model_dump_json()
         self.c.store.put_config(ConfigRecord(request.kind, config.name, text, created_at=now, updated_at=now))
         self.c.reload_configs()
         self.c.wake()  # a new fleet or volume may let a pending task run
@@ -107,6 +115,7 @@ class ConfigsMixin:
                     error=record.error,
                     created_at_ms=int(record.created_at * 1000),
                     hosts=hosts,
+                    instances=self.fleet_instances(record.name),
                 )
             )
         return pb.ListFleetsResponse(fleets=fleets)
@@ -159,4 +168,18 @@ class ConfigsMixin:
                     volumes=[v.name for v in decision.volumes] if chosen else [],
                 )
             )
-        return pb.OffersResponse(offers=offers, reason=decision.reason)
+        cloud, notes, left_out = await self.cloud_offers(probe, req)
+        return pb.OffersResponse(
+            offers=offers, reason=decision.reason, cloud_offers=cloud, cloud_notes=notes, cloud_offers_left_out=left_out
+        )
+
+
+def created_volume_id(existing: ConfigRecord | None, config: VolumeConfiguration) -> str:
+    """The volume id the controller stored for this config when it created the volume, if the
+    config is otherwise the same (the user's file has no volume_id; the stored config has one)."""
+    if existing is None or config.volume_id:
+        return ""
+    stored = VolumeConfiguration.model_validate_json(existing.configuration_json)
+    if stored.volume_id and stored.model_copy(update={"volume_id": None}) == config:
+        return stored.volume_id
+    return ""

@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 
@@ -39,11 +40,15 @@ from controller.store.records import (
     HostRecord,
     TaskRecord,
 )
-from controller.tls import ServerTLS
+from controller.tls import ServerTLS, load_ca
+
+if TYPE_CHECKING:
+    from controller.backends.burst import Burster
 
 log = logging.getLogger("dstack.controller")
 
 SUPPORTED_ARCHES = frozenset({"amd64", "arm64"})
+CLOUD_MARKER = "; cloud: "  # separates a pending task's host reason from what bursting says
 
 
 class Controller:
@@ -79,6 +84,9 @@ class Controller:
         self.agent_port = 0
         self._wake = asyncio.Event()
         self._schedule_lock = asyncio.Lock()
+        self.burst: Burster | None = None  # set when the config file configures backends
+        self._ca_fingerprint = ""
+        self._attaching: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ views
     def host_name(self, host_id: str) -> str:
@@ -94,6 +102,37 @@ class Controller:
         except ValueError:
             resources = ""
         return task_message(task, self.host_name(task.host_id), resources)
+
+    def host_facts(self, host: HostRecord) -> pb.HostFacts:
+        return host_facts(host)
+
+    def ca_fingerprint(self) -> str:
+        """What join tokens pin; the CA exists with --insecure too (tokens keep one format)."""
+        if not self._ca_fingerprint:
+            ca = self.tls.ca if self.tls else load_ca(self.settings.data_dir)[0]
+            self._ca_fingerprint = ca.fingerprint
+        return self._ca_fingerprint
+
+    def remove_host(self, host_id: str, reason: str) -> HostRecord | None:
+        """Forgets a host: its active tasks fail with `reason`, its certificate stops connecting."""
+        host = self.store.get_host(host_id)
+        if host is None:
+            return None
+        now = self.clock()
+        for task in self.store.list_tasks(include_finished=False):
+            if task.host_id == host.id:
+                task.status, task.reason, task.finished_at = FAILED, reason, now
+                self.store.update_task(task)
+                self.release(task.id)
+                self.publish_status(task)
+        # Deleting the record revokes its certificate: the next handshake names a host that is gone.
+        self.store.delete_host(host.id)
+        self.forget_host(host.id)
+        session = self.sessions.get(host.id)
+        if session is not None:
+            session.close()
+        log.info("host %s (%s) removed: %s", host.name, host.id, reason)
+        return host
 
     def is_live(self, host_id: str, now: float) -> bool:
         session = self.sessions.get(host_id)
@@ -188,12 +227,16 @@ class Controller:
         zones = {v.zone for v in self.index.hosts() if v.zone}
         zones |= {z for f in self.fleets.values() for z in f.availability_zones}
         zones |= {v.config.availability_zone for v in self.volumes.values() if v.config.availability_zone}
+        if self.burst is not None:
+            zones |= self.burst.known_zones
         self._zones = (self.generation, zones)
         return zones
 
     # ------------------------------------------------------------- scheduling
     def wake(self) -> None:
         self._wake.set()
+        if self.burst is not None:
+            self.burst.wake()
 
     async def run_scheduler(self) -> None:
         """Reconciler loop: place pending tasks on every change, and every few seconds
@@ -290,9 +333,42 @@ class Controller:
         self.reserve(task.id, host.id, req.cpu, req.memory_bytes, decision.gpus)
         log.info("task %s placed on %s", task.name, host.name)
         self.publish_status(task)
-        self.sessions.send(host.id, self.assignment(task))
+        cloud_volumes = [v for v in decision.volumes if v.backend != "local"]
+        if cloud_volumes:
+            # The cloud attaches the volume first (seconds); the assignment then names the device.
+            attaching = asyncio.ensure_future(self._attach_then_assign(task, host.id, [v.name for v in cloud_volumes]))
+            self._attaching.add(attaching)
+            attaching.add_done_callback(self._attaching.discard)
+        else:
+            self.sessions.send(host.id, self.assignment(task))
+
+    async def _attach_then_assign(self, task: TaskRecord, host_id: str, volume_names: list[str]) -> None:
+        from controller.backends.model import BackendError
+
+        for name in volume_names:
+            applied = self.volumes.get(name)
+            try:
+                if self.burst is None or applied is None:
+                    raise BackendError(f"volume {name}: no {applied.config.backend if applied else ''} backend"
+                                       " is configured to attach it")  # fmt: skip
+                await self.burst.attach(applied.config, host_id)
+            except BackendError as exc:
+                fresh = self.store.get_task(task.id) or task
+                fresh.status, fresh.reason, fresh.finished_at = FAILED, f"attaching volume {name}: {exc}", self.clock()
+                self.store.update_task(fresh)
+                self.release(fresh.id)
+                self.publish_status(fresh)
+                log.warning("task %s failed: %s", fresh.name, fresh.reason)
+                return
+        current = self.store.get_task(task.id)
+        if current is not None and current.host_id == host_id and current.status in ACTIVE_ON_HOST:
+            self.sessions.send(host_id, self.assignment(current))
 
     def _set_pending_reason(self, task: TaskRecord, reason: str, stored: bool = True) -> None:
+        # What bursting says ("...; cloud: launched m7g.large ...") stays until bursting changes it.
+        _, marker, cloud = task.reason.partition(CLOUD_MARKER)
+        if marker:
+            reason = f"{reason}{CLOUD_MARKER}{cloud}"
         if not stored:
             task.reason = reason
             self.store.add_task(task)
@@ -315,9 +391,19 @@ class Controller:
             for name in mount.name or []:
                 applied = self.volumes.get(name)
                 if applied is not None and view is not None and volume_matches(volume_option(applied.config), view):
-                    found.append(pb.Mount(source=applied.config.path or "", target=mount.path, volume=name))
+                    found.append(self.volume_mount(applied.config, mount.path, host_id))
                     break
         return found
+
+    def volume_mount(self, config: VolumeConfiguration, target: str, host_id: str) -> pb.Mount:
+        if config.backend == "local":
+            return pb.Mount(source=config.path or "", target=target, volume=config.name)
+        attached = self.burst.attachments.get((config.name, host_id)) if self.burst else None
+        volume_id = config.volume_id or ""
+        # EBS volumes show up on Nitro instances as NVMe devices whose serial is the id without its dash.
+        serial = attached.device_serial if attached else (volume_id.replace("-", "") if config.backend == "aws" else "")
+        lun = attached.lun if attached is not None and attached.lun is not None else -1
+        return pb.Mount(target=target, volume=config.name, cloud_volume_id=volume_id, device_serial=serial, lun=lun)
 
     def assignment(self, task: TaskRecord) -> pb.ControllerMessage:
         counts = self.store.log_counts(task.id)

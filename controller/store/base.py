@@ -6,7 +6,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from controller.store.records import ConfigRecord, HostRecord, StoredLogLine, TaskRecord, TokenRecord
+from controller.store.records import (
+    ConfigRecord,
+    HostRecord,
+    InstanceRecord,
+    StoredLogLine,
+    TaskRecord,
+    TokenRecord,
+)
 
 
 class Store(ABC):
@@ -92,6 +99,17 @@ class Store(ABC):
 
     @abstractmethod
     def delete_config(self, kind: str, name: str) -> bool: ...
+
+    # launched cloud instances
+    @abstractmethod
+    def put_instance(self, record: InstanceRecord) -> None:
+        """Insert, or replace the record with the same id."""
+
+    @abstractmethod
+    def get_instance(self, instance_id: str) -> InstanceRecord | None: ...
+
+    @abstractmethod
+    def list_instances(self, include_gone: bool = False) -> list[InstanceRecord]: ...
 
     @abstractmethod
     def close(self) -> None: ...

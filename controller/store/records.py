@@ -90,6 +90,45 @@ class ConfigRecord:
     error: str = ""
 
 
+# Launched instances' statuses. "launching" covers the time from the launch call until the
+# instance's agent registers; "running" once it has; "terminating" while the cloud deletes it.
+LAUNCHING = "launching"
+INSTANCE_RUNNING = "running"
+TERMINATING = "terminating"
+TERMINATED = "terminated"
+LAUNCH_FAILED = "failed"
+INSTANCE_GONE = frozenset({TERMINATED, LAUNCH_FAILED})
+
+
+@dataclass
+class InstanceRecord:
+    """A cloud instance the controller launched (or is launching): its own bookkeeping. The
+    cloud's tags say the same things, so a lost record is rebuilt from them."""
+
+    id: str  # the launch id, also the instance's dstack-hybrid-launch tag and the join token's description
+    backend: str
+    region: str
+    zone: str
+    instance_type: str
+    fleet: str
+    created_at: float
+    spot: bool = False
+    price: float | None = None
+    task_id: str = ""  # the task it was launched for
+    cloud_id: str = ""  # AWS instance id / Azure vmId: what the VM's metadata service reports
+    cloud_name: str = ""  # Azure VM name (AWS: the instance id)
+    token_id: str = ""
+    status: str = LAUNCHING
+    host_id: str = ""
+    registered_at: float | None = None
+    idle_since: float | None = None
+    reason: str = ""
+
+    @property
+    def gone(self) -> bool:
+        return self.status in INSTANCE_GONE
+
+
 @dataclass(frozen=True)
 class StoredLogLine:
     stream: int  # 1 stdout, 2 stderr (the proto's LogStream values)

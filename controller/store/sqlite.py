@@ -5,6 +5,7 @@ same file while the server runs."""
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import sqlite3
@@ -15,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from controller.store.base import Store
-from controller.store.records import ConfigRecord, HostRecord, StoredLogLine, TaskRecord, TokenRecord
+from controller.store.records import (
+    ConfigRecord,
+    HostRecord,
+    InstanceRecord,
+    StoredLogLine,
+    TaskRecord,
+    TokenRecord,
+)
 
 SCHEMA_VERSION = 1
 
@@ -52,6 +60,13 @@ CREATE TABLE IF NOT EXISTS configs (
     updated_at REAL NOT NULL, status TEXT NOT NULL DEFAULT 'active', error TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (kind, name)
 );
+CREATE TABLE IF NOT EXISTS instances (
+    id TEXT PRIMARY KEY, backend TEXT NOT NULL, region TEXT NOT NULL, zone TEXT NOT NULL,
+    instance_type TEXT NOT NULL, fleet TEXT NOT NULL, created_at REAL NOT NULL, spot INTEGER NOT NULL,
+    price REAL, task_id TEXT NOT NULL, cloud_id TEXT NOT NULL, cloud_name TEXT NOT NULL,
+    token_id TEXT NOT NULL, status TEXT NOT NULL, host_id TEXT NOT NULL, registered_at REAL,
+    idle_since REAL, reason TEXT NOT NULL
+);
 """
 
 # Columns added after a table was first released: a database made by an older controller
@@ -72,6 +87,7 @@ _HOST_COLUMNS = (
     "id, name, credential_hash, facts_json, arch, registered_at, last_seen, region, zone, fleet, "
     "cert_serial, prev_cert_serial"
 )
+_INSTANCE_COLUMNS = ", ".join(f.name for f in dataclasses.fields(InstanceRecord))
 _TOKEN_COLUMNS = "id, kind, secret_hash, created_at, expires_at, uses_left, fleet, revoked, description"
 
 
@@ -264,6 +280,24 @@ class SQLiteStore(Store):
         with self._tx() as db:
             return db.execute("DELETE FROM configs WHERE kind = ? AND name = ?", (kind, name)).rowcount > 0
 
+    # --------------------------------------------------------------- instances
+    def put_instance(self, record: InstanceRecord) -> None:
+        values = dataclasses.astuple(record)
+        with self._tx() as db:
+            db.execute(
+                f"INSERT OR REPLACE INTO instances ({_INSTANCE_COLUMNS}) VALUES ({','.join('?' * len(values))})",
+                values,
+            )
+
+    def get_instance(self, instance_id: str) -> InstanceRecord | None:
+        rows = self._query(f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE id = ?", (instance_id,))
+        return _instance(rows[0]) if rows else None
+
+    def list_instances(self, include_gone: bool = False) -> list[InstanceRecord]:
+        rows = self._query(f"SELECT {_INSTANCE_COLUMNS} FROM instances ORDER BY created_at, id")
+        found = [_instance(r) for r in rows]
+        return found if include_gone else [r for r in found if not r.gone]
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -332,3 +366,9 @@ def _task(row: tuple[Any, ...]) -> TaskRecord:
     values[13] = bool(values[13])
     values[14] = json.loads(values[14])
     return TaskRecord(*values)
+
+
+def _instance(row: tuple[Any, ...]) -> InstanceRecord:
+    record = InstanceRecord(*row)
+    record.spot = bool(record.spot)
+    return record

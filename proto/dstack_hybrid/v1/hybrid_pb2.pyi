@@ -324,14 +324,20 @@ class RunSpec(_message.Message):
     def __init__(self, image: _Optional[str] = ..., commands: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., cpu_limit: _Optional[float] = ..., memory_limit_bytes: _Optional[int] = ..., working_dir: _Optional[str] = ..., privileged: _Optional[bool] = ..., always_pull: _Optional[bool] = ..., shm_size_bytes: _Optional[int] = ..., mounts: _Optional[_Iterable[_Union[Mount, _Mapping]]] = ...) -> None: ...
 
 class Mount(_message.Message):
-    __slots__ = ("source", "target", "volume")
+    __slots__ = ("source", "target", "volume", "cloud_volume_id", "device_serial", "lun")
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     VOLUME_FIELD_NUMBER: _ClassVar[int]
+    CLOUD_VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_SERIAL_FIELD_NUMBER: _ClassVar[int]
+    LUN_FIELD_NUMBER: _ClassVar[int]
     source: str
     target: str
     volume: str
-    def __init__(self, source: _Optional[str] = ..., target: _Optional[str] = ..., volume: _Optional[str] = ...) -> None: ...
+    cloud_volume_id: str
+    device_serial: str
+    lun: int
+    def __init__(self, source: _Optional[str] = ..., target: _Optional[str] = ..., volume: _Optional[str] = ..., cloud_volume_id: _Optional[str] = ..., device_serial: _Optional[str] = ..., lun: _Optional[int] = ...) -> None: ...
 
 class StopTask(_message.Message):
     __slots__ = ("task_id", "abort", "grace_s")
@@ -386,20 +392,50 @@ class ListFleetsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Fleet(_message.Message):
-    __slots__ = ("name", "configuration_json", "status", "error", "created_at_ms", "hosts")
+    __slots__ = ("name", "configuration_json", "status", "error", "created_at_ms", "hosts", "instances")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CONFIGURATION_JSON_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     HOSTS_FIELD_NUMBER: _ClassVar[int]
+    INSTANCES_FIELD_NUMBER: _ClassVar[int]
     name: str
     configuration_json: str
     status: str
     error: str
     created_at_ms: int
     hosts: _containers.RepeatedCompositeFieldContainer[Host]
-    def __init__(self, name: _Optional[str] = ..., configuration_json: _Optional[str] = ..., status: _Optional[str] = ..., error: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., hosts: _Optional[_Iterable[_Union[Host, _Mapping]]] = ...) -> None: ...
+    instances: _containers.RepeatedCompositeFieldContainer[CloudInstance]
+    def __init__(self, name: _Optional[str] = ..., configuration_json: _Optional[str] = ..., status: _Optional[str] = ..., error: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., hosts: _Optional[_Iterable[_Union[Host, _Mapping]]] = ..., instances: _Optional[_Iterable[_Union[CloudInstance, _Mapping]]] = ...) -> None: ...
+
+class CloudInstance(_message.Message):
+    __slots__ = ("backend", "region", "zone", "instance_type", "instance_id", "status", "host", "spot", "price", "launched_at_ms", "task", "reason")
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    ZONE_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    SPOT_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    LAUNCHED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    backend: str
+    region: str
+    zone: str
+    instance_type: str
+    instance_id: str
+    status: str
+    host: str
+    spot: bool
+    price: float
+    launched_at_ms: int
+    task: str
+    reason: str
+    def __init__(self, backend: _Optional[str] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., instance_type: _Optional[str] = ..., instance_id: _Optional[str] = ..., status: _Optional[str] = ..., host: _Optional[str] = ..., spot: _Optional[bool] = ..., price: _Optional[float] = ..., launched_at_ms: _Optional[int] = ..., task: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ListFleetsResponse(_message.Message):
     __slots__ = ("fleets",)
@@ -440,7 +476,7 @@ class OffersRequest(_message.Message):
     def __init__(self, configuration_json: _Optional[str] = ...) -> None: ...
 
 class Offer(_message.Message):
-    __slots__ = ("host", "chosen", "reason", "arch", "region", "zone", "fleet", "backend", "cpu_free", "memory_free_bytes", "gpus_free", "status", "volumes")
+    __slots__ = ("host", "chosen", "reason", "arch", "region", "zone", "fleet", "backend", "cpu_free", "memory_free_bytes", "gpus_free", "status", "volumes", "instance_type", "spot", "price", "has_price", "vcpus", "memory_bytes", "gpus")
     HOST_FIELD_NUMBER: _ClassVar[int]
     CHOSEN_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
@@ -454,6 +490,13 @@ class Offer(_message.Message):
     GPUS_FREE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SPOT_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    HAS_PRICE_FIELD_NUMBER: _ClassVar[int]
+    VCPUS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
     host: str
     chosen: bool
     reason: str
@@ -467,15 +510,94 @@ class Offer(_message.Message):
     gpus_free: int
     status: str
     volumes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, host: _Optional[str] = ..., chosen: _Optional[bool] = ..., reason: _Optional[str] = ..., arch: _Optional[str] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., fleet: _Optional[str] = ..., backend: _Optional[str] = ..., cpu_free: _Optional[float] = ..., memory_free_bytes: _Optional[int] = ..., gpus_free: _Optional[int] = ..., status: _Optional[str] = ..., volumes: _Optional[_Iterable[str]] = ...) -> None: ...
+    instance_type: str
+    spot: bool
+    price: float
+    has_price: bool
+    vcpus: float
+    memory_bytes: int
+    gpus: int
+    def __init__(self, host: _Optional[str] = ..., chosen: _Optional[bool] = ..., reason: _Optional[str] = ..., arch: _Optional[str] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., fleet: _Optional[str] = ..., backend: _Optional[str] = ..., cpu_free: _Optional[float] = ..., memory_free_bytes: _Optional[int] = ..., gpus_free: _Optional[int] = ..., status: _Optional[str] = ..., volumes: _Optional[_Iterable[str]] = ..., instance_type: _Optional[str] = ..., spot: _Optional[bool] = ..., price: _Optional[float] = ..., has_price: _Optional[bool] = ..., vcpus: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., gpus: _Optional[int] = ...) -> None: ...
 
 class OffersResponse(_message.Message):
-    __slots__ = ("offers", "reason")
+    __slots__ = ("offers", "reason", "cloud_offers", "cloud_notes", "cloud_offers_left_out")
     OFFERS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    CLOUD_OFFERS_FIELD_NUMBER: _ClassVar[int]
+    CLOUD_NOTES_FIELD_NUMBER: _ClassVar[int]
+    CLOUD_OFFERS_LEFT_OUT_FIELD_NUMBER: _ClassVar[int]
     offers: _containers.RepeatedCompositeFieldContainer[Offer]
     reason: str
-    def __init__(self, offers: _Optional[_Iterable[_Union[Offer, _Mapping]]] = ..., reason: _Optional[str] = ...) -> None: ...
+    cloud_offers: _containers.RepeatedCompositeFieldContainer[Offer]
+    cloud_notes: _containers.RepeatedScalarFieldContainer[str]
+    cloud_offers_left_out: int
+    def __init__(self, offers: _Optional[_Iterable[_Union[Offer, _Mapping]]] = ..., reason: _Optional[str] = ..., cloud_offers: _Optional[_Iterable[_Union[Offer, _Mapping]]] = ..., cloud_notes: _Optional[_Iterable[str]] = ..., cloud_offers_left_out: _Optional[int] = ...) -> None: ...
+
+class CheckInstanceTypesRequest(_message.Message):
+    __slots__ = ("names", "backend", "region")
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    names: _containers.RepeatedScalarFieldContainer[str]
+    backend: str
+    region: str
+    def __init__(self, names: _Optional[_Iterable[str]] = ..., backend: _Optional[str] = ..., region: _Optional[str] = ...) -> None: ...
+
+class InstanceTypeCheck(_message.Message):
+    __slots__ = ("name", "backend", "region", "found", "arch", "raw_arch", "vcpus", "memory_bytes", "gpus", "gpu_name", "hyperv_generations", "disk_controllers", "image", "generation", "disk_controller", "supported", "reason", "lifecycle", "lifecycle_note", "burstable", "local_nvme_bytes", "family")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    ARCH_FIELD_NUMBER: _ClassVar[int]
+    RAW_ARCH_FIELD_NUMBER: _ClassVar[int]
+    VCPUS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    GPU_NAME_FIELD_NUMBER: _ClassVar[int]
+    HYPERV_GENERATIONS_FIELD_NUMBER: _ClassVar[int]
+    DISK_CONTROLLERS_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    DISK_CONTROLLER_FIELD_NUMBER: _ClassVar[int]
+    SUPPORTED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    LIFECYCLE_FIELD_NUMBER: _ClassVar[int]
+    LIFECYCLE_NOTE_FIELD_NUMBER: _ClassVar[int]
+    BURSTABLE_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_NVME_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FAMILY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    backend: str
+    region: str
+    found: bool
+    arch: str
+    raw_arch: str
+    vcpus: int
+    memory_bytes: int
+    gpus: int
+    gpu_name: str
+    hyperv_generations: _containers.RepeatedScalarFieldContainer[str]
+    disk_controllers: _containers.RepeatedScalarFieldContainer[str]
+    image: str
+    generation: str
+    disk_controller: str
+    supported: bool
+    reason: str
+    lifecycle: str
+    lifecycle_note: str
+    burstable: bool
+    local_nvme_bytes: int
+    family: str
+    def __init__(self, name: _Optional[str] = ..., backend: _Optional[str] = ..., region: _Optional[str] = ..., found: _Optional[bool] = ..., arch: _Optional[str] = ..., raw_arch: _Optional[str] = ..., vcpus: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., gpus: _Optional[int] = ..., gpu_name: _Optional[str] = ..., hyperv_generations: _Optional[_Iterable[str]] = ..., disk_controllers: _Optional[_Iterable[str]] = ..., image: _Optional[str] = ..., generation: _Optional[str] = ..., disk_controller: _Optional[str] = ..., supported: _Optional[bool] = ..., reason: _Optional[str] = ..., lifecycle: _Optional[str] = ..., lifecycle_note: _Optional[str] = ..., burstable: _Optional[bool] = ..., local_nvme_bytes: _Optional[int] = ..., family: _Optional[str] = ...) -> None: ...
+
+class CheckInstanceTypesResponse(_message.Message):
+    __slots__ = ("checks", "notes")
+    CHECKS_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    checks: _containers.RepeatedCompositeFieldContainer[InstanceTypeCheck]
+    notes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, checks: _Optional[_Iterable[_Union[InstanceTypeCheck, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RemoveHostRequest(_message.Message):
     __slots__ = ("name",)

@@ -223,6 +223,11 @@ class ClientServiceStub:
                 request_serializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.OffersRequest.SerializeToString,
                 response_deserializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.OffersResponse.FromString,
                 _registered_method=True)
+        self.CheckInstanceTypes = channel.unary_unary(
+                '/dstack_hybrid.v1.ClientService/CheckInstanceTypes',
+                request_serializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.CheckInstanceTypesRequest.SerializeToString,
+                response_deserializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.CheckInstanceTypesResponse.FromString,
+                _registered_method=True)
 
 
 class ClientServiceServicer:
@@ -301,7 +306,14 @@ class ClientServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Offers(self, request, context):
-        """Where a task would run, and why every other host would not.
+        """Where a task would run, and why every other host would not; then the cloud offers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckInstanceTypes(self, request, context):
+        """What the configured backends' APIs say about instance types, and whether they are supported.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -369,6 +381,11 @@ def add_ClientServiceServicer_to_server(servicer, server):
                     servicer.Offers,
                     request_deserializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.OffersRequest.FromString,
                     response_serializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.OffersResponse.SerializeToString,
+            ),
+            'CheckInstanceTypes': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckInstanceTypes,
+                    request_deserializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.CheckInstanceTypesRequest.FromString,
+                    response_serializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.CheckInstanceTypesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -698,6 +715,33 @@ class ClientService:
             '/dstack_hybrid.v1.ClientService/Offers',
             dstack__hybrid_dot_v1_dot_hybrid__pb2.OffersRequest.SerializeToString,
             dstack__hybrid_dot_v1_dot_hybrid__pb2.OffersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckInstanceTypes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dstack_hybrid.v1.ClientService/CheckInstanceTypes',
+            dstack__hybrid_dot_v1_dot_hybrid__pb2.CheckInstanceTypesRequest.SerializeToString,
+            dstack__hybrid_dot_v1_dot_hybrid__pb2.CheckInstanceTypesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,163 @@
+"""The `backends:` section of the controller's config file, and the bursting settings.
+
+    backends:
+      - type: aws
+        regions: [eu-west-1, us-east-1]      # optional: narrows the discovered regions
+        endpoint_url: http://127.0.0.1:5000  # optional: tests, private clouds
+        creds: {type: access_key, access_key: AKIA..., secret_key: ...}   # optional: default chain
+      - type: azure
+        subscription_id: 00000000-0000-0000-0000-000000000000
+        tenant_id: 00000000-0000-0000-0000-000000000000
+        resource_group: dstack
+        regions: [westeurope]
+        creds: {type: client, client_id: ..., client_secret: ...}          # optional: default chain
+    burst:
+      controller_address: 203.0.113.5:7443   # what a new VM dials (default: the listen address)
+      package_url: https://example.com/dstack-agent_0.1.0-1_{arch}.deb
+      register_timeout: 10m
+
+Field names follow dstack's server config (`~/.dstack/server/config.yml`) where it has one.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+
+from controller.configs.common import ConfigModel, Duration
+
+
+def _distinct(values: list[str], what: str) -> list[str]:
+    seen: set[str] = set()
+    for value in values:
+        if not value.strip():
+            raise ValueError(f"a {what} must not be empty")
+        if value.lower() in seen:
+            raise ValueError(f'{what} "{value}" is listed twice')
+        seen.add(value.lower())
+    return values
+
+
+class DefaultCreds(ConfigModel):
+    """The SDK's own chain: environment, shared config/profile, instance role, managed identity."""
+
+    type: Literal["default"] = "default"
+
+
+class AWSAccessKeyCreds(ConfigModel):
+    type: Literal["access_key"]
+    access_key: str
+    secret_key: str
+
+
+class AWSImageFilter(ConfigModel):
+    """How the AMI is looked up per region and architecture: DescribeImages with these owners
+    and a name pattern; `{arch}` becomes the API's architecture word (x86_64, arm64). The newest
+    match wins, so any region with the image works and nothing holds AMI ids."""
+
+    owners: list[str] = ["099720109477"]  # Canonical
+    name: str = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-{arch}-server-*"
+
+
+class AWSBackendConfig(ConfigModel):
+    type: Literal["aws"]
+    regions: list[str] = []
+    endpoint_url: str | None = None
+    creds: AWSAccessKeyCreds | DefaultCreds = Field(default_factory=DefaultCreds, discriminator="type")
+    image: AWSImageFilter = AWSImageFilter()
+    # Instances go into the subnet of their zone: the one tagged with this key, else the default one.
+    subnet_tag: str = "dstack-hybrid"
+    # Where on-demand prices come from (the Price List API lives in us-east-1 only).
+    pricing_region: str = "us-east-1"
+
+    @field_validator("regions")
+    @classmethod
+    def _regions(cls, value: list[str]) -> list[str]:
+        return _distinct(value, "region")
+
+
+class AzureClientCreds(ConfigModel):
+    type: Literal["client"]
+    client_id: str
+    client_secret: str
+    # Microsoft Entra's login host; another for sovereign clouds or a test's loopback server.
+    authority_host: str | None = None
+
+
+class AzureImages(ConfigModel):
+    """Marketplace image URNs (publisher:offer:sku:version) by generation and architecture:
+    Canonical's Ubuntu 24.04, whose Gen2 image also boots with the NVMe disk controller."""
+
+    gen1_amd64: str = "Canonical:ubuntu-24_04-lts:server-gen1:latest"
+    gen2_amd64: str = "Canonical:ubuntu-24_04-lts:server:latest"
+    gen2_arm64: str = "Canonical:ubuntu-24_04-lts:server-arm64:latest"
+
+
+class AzureBackendConfig(ConfigModel):
+    type: Literal["azure"]
+    subscription_id: str
+    tenant_id: str
+    resource_group: str
+    regions: list[str] = []
+    creds: AzureClientCreds | DefaultCreds = Field(default_factory=DefaultCreds, discriminator="type")
+    base_url: str | None = None  # Resource Manager endpoint; default https://management.azure.com
+    prices_url: str | None = None  # Retail Prices API; default https://prices.azure.com/api/retail/prices
+    images: AzureImages = AzureImages()
+    # The VMs' virtual network: one per region, created when missing, in resource_group.
+    vnet_prefix: str = "dstack-hybrid"
+    admin_username: str = "dstack"
+    ssh_public_key: str | None = None  # without one, password login is off and no key is installed
+    # A PEM file of the CAs to trust for base_url, the creds' authority_host and prices_url instead
+    # of the system's (a private cloud's own CA, a test's loopback server); None: the system's.
+    ca_bundle: str | None = None
+
+    @field_validator("regions")
+    @classmethod
+    def _regions(cls, value: list[str]) -> list[str]:
+        return _distinct(value, "region")
+
+
+BackendConfig = Annotated[AWSBackendConfig | AzureBackendConfig, Field(discriminator="type")]
+
+
+class BurstSettings(ConfigModel):
+    controller_address: str | None = None  # HOST:PORT a new VM dials; default: the listen address
+    # The agent package a VM installs; `{arch}` becomes amd64 or arm64. Empty: the image has it.
+    package_url: str = ""
+    register_timeout: Duration = 600  # launched, no agent registered by then: terminate, block the offer
+    blocked_for: Duration = 900  # how long an offering stays blocked after a capacity error or timeout
+    region_cache_ttl: Duration = 3600  # discovered regions and offerings are refreshed this often
+    disk_gb: int = Field(default=100, ge=8)
+
+
+class ControllerFileConfig(ConfigModel):
+    """The whole controller config file. The serve settings are the flags' values, below the
+    flags and the environment (a flag wins over DSTACK_* which wins over this file)."""
+
+    backends: list[BackendConfig] = []
+    burst: BurstSettings = BurstSettings()
+    listen: str | None = None
+    agent_listen: str | None = None
+    tls_san: list[str] = []
+    host_cert_validity: str | None = None
+    host_grace: str | None = None
+    heartbeat_interval: str | None = None
+    stop_grace: str | None = None
+    image_lookup: Literal["on", "off"] | None = None
+    registry_mirror: str | None = None
+
+    @field_validator("image_lookup", mode="before")
+    @classmethod
+    def _on_off(cls, value: object) -> object:
+        # YAML 1.1 readers turn a bare on/off into a boolean.
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
+    @field_validator("backends")
+    @classmethod
+    def _one_per_type(cls, value: list[BackendConfig]) -> list[BackendConfig]:
+        types = [b.type for b in value]
+        for t in types:
+            if types.count(t) > 1:
+                raise ValueError(f"backend {t} is configured twice (one entry per cloud; list its regions)")
+        return value
