@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from controller.backends.model import Offering
 from controller.placement.model import HostView, Requirements
 from controller.placement.rules import RULES
-from controller.placement.text import num
 
 # The agent reports the memory the kernel sees (MemTotal), a few percent under the size's
 # nominal memory: 8 GiB sizes show about 7.7 GiB. An offer counts that much, so a task that
@@ -89,9 +88,9 @@ def purchase_rejection(offering: Offering, policy: OfferPolicy) -> tuple[str, st
         )
     if policy.max_price is not None:
         if offering.price is None:
-            return "price", f"price unknown, max_price is ${num(policy.max_price)}/h"
+            return "price", f"price unknown, max_price is ${policy.max_price:.4g}/h"
         if offering.price > policy.max_price:
-            return "price", f"${offering.price:.4g}/h is over max_price ${num(policy.max_price)}/h"
+            return "price", f"${offering.price:.4g}/h is over max_price ${policy.max_price:.4g}/h"
     until = policy.blocked.get(offering.key)
     if until is not None and until > policy.now:
         return "blocked", f"blocked for {int(until - policy.now) // 60 + 1} more min after a failed launch"

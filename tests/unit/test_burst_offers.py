@@ -1,0 +1,158 @@
+"""The pure parts of bursting: offer ranking, series lifecycle, the controller config file."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from controller.backends.config import ControllerFileConfig
+from controller.backends.lifecycle import RETIRED, RETIRING, azure_lifecycle, azure_series
+from controller.backends.model import InstanceType, Offering
+from controller.backends.offers import USABLE_MEMORY_FRACTION, OfferPolicy, rank_offers
+from controller.configs.loader import ConfigError, load_settings_file
+from controller.placement.model import GpuInfo, GpuReq, MountReq, Requirements, VolumeOption
+from controller.settings import load_controller_file
+
+GIB = 2**30
+
+
+def itype(name: str, arch: str = "amd64", vcpus: int = 2, mem_gib: int = 8, **kw: object) -> InstanceType:
+    return InstanceType(backend=kw.pop("backend", "aws"), name=name, arch=arch, raw_arch=arch, vcpus=vcpus,  # type: ignore[arg-type]
+                        memory_bytes=mem_gib * GIB, **kw)  # type: ignore[arg-type]  # fmt: skip
+
+
+def offer(t: InstanceType, zone: str = "eu-west-1a", spot: bool = False, price: float | None = 0.1) -> Offering:
+    return Offering(t, "eu-west-1", zone, spot, price)
+
+
+POLICY = OfferPolicy(fleet="cloud")
+
+
+def test_cheapest_fitting_offer_first_and_every_other_one_says_why() -> None:
+    graviton = itype("m7g.large", "arm64")
+    offers = [
+        offer(itype("m7i.large"), price=0.10),
+        offer(graviton, price=0.08),
+        offer(itype("c7g.xlarge", "arm64", 4, 8), price=0.15),
+        offer(itype("t4g.large", "arm64", burstable=True, family="t4g"), price=0.06),
+        offer(itype("m7g.medium", "arm64", 1, 4), price=0.04),
+    ]
+    req = Requirements(arches=frozenset({"arm64"}), cpu=2, memory_bytes=4 * GIB)
+    ranked = rank_offers(req, offers, POLICY)
+    assert [o.instance_type.name for o in ranked.fitting] == ["m7g.large", "c7g.xlarge"]
+    why = {r.offering.instance_type.name: (r.rule, r.reason) for r in ranked.rejected}
+    assert why["m7i.large"][0] == "arch"
+    assert why["m7g.medium"][0] == "cpu"
+    assert why["t4g.large"] == (
+        "burstable",
+        "burstable (t4g: sustained CPU is a fraction of its vCPUs; set burstable: true)",
+    )
+    # burstable: true lets it in, and it is the cheapest.
+    allowed = rank_offers(req, offers, OfferPolicy(fleet="cloud", burstable=True))
+    assert allowed.fitting[0].instance_type.name == "t4g.large"
+
+
+def test_memory_counts_what_the_kernel_will_show_not_the_nominal_size() -> None:
+    eight = offer(itype("m7i.large", mem_gib=8))
+    assert rank_offers(Requirements(arches=None, memory_bytes=8 * GIB), [eight], POLICY).fitting == ()
+    fits = Requirements(arches=None, memory_bytes=int(8 * GIB * USABLE_MEMORY_FRACTION))
+    assert len(rank_offers(fits, [eight], POLICY).fitting) == 1
+
+
+def test_spot_policy_max_price_unknown_prices_and_blocked_offerings() -> None:
+    t = itype("m7i.large")
+    on_demand, spot = offer(t, price=0.10), offer(t, spot=True, price=0.03)
+    req = Requirements(arches=None)
+    assert rank_offers(req, [on_demand, spot], POLICY).fitting == (on_demand,)  # dstack's default: on-demand
+    assert rank_offers(req, [on_demand, spot], OfferPolicy("cloud", spot_policy="spot")).fitting == (spot,)
+    assert rank_offers(req, [on_demand, spot], OfferPolicy("cloud", spot_policy="auto")).fitting == (spot, on_demand)
+    capped = rank_offers(req, [on_demand], OfferPolicy("cloud", max_price=0.05))
+    assert capped.rejected[0].reason == "$0.1/h is over max_price $0.05/h"
+    unknown = offer(t, price=None)
+    assert rank_offers(req, [unknown], OfferPolicy("cloud", max_price=1)).rejected[0].rule == "price"
+    blocked = OfferPolicy("cloud", blocked={on_demand.key: 1000.0}, now=400.0)
+    rejection = rank_offers(req, [on_demand], blocked).rejected[0]
+    assert (rejection.rule, rejection.reason) == ("blocked", "blocked for 11 more min after a failed launch")
+    assert rank_offers(req, [on_demand], OfferPolicy("cloud", blocked={on_demand.key: 1000.0}, now=1000.0)).fitting
+
+
+def test_unknown_prices_rank_after_known_ones_smallest_first() -> None:
+    small, big = itype("a.small", vcpus=2), itype("a.big", vcpus=8)
+    offers = [offer(big, price=None), offer(small, price=None), offer(itype("k.known", vcpus=16), price=0.5)]
+    ranked = rank_offers(Requirements(arches=None), offers, POLICY)
+    assert [o.instance_type.name for o in ranked.fitting] == ["k.known", "a.small", "a.big"]
+
+
+def test_zones_regions_volumes_gpus_and_unsupported_types_use_the_placement_rules() -> None:
+    gpu = itype("g5.xlarge", vcpus=4, mem_gib=16, gpus=(GpuInfo("nvidia", "A10G", 24 * GIB),))
+    mac = InstanceType("aws", "mac2.metal", "", "arm64_mac", 12, 16 * GIB, unsupported="arm64_mac: macOS hosts only")
+    offers = [offer(gpu, "eu-west-1a"), offer(gpu, "eu-west-1b"), offer(mac)]
+    vol = VolumeOption("data", "aws", "eu-west-1", "eu-west-1b", "")
+    req = Requirements(arches=None, mounts=(MountReq("/data", (vol,)),))
+    ranked = rank_offers(req, offers, POLICY)
+    assert [o.zone for o in ranked.fitting] == ["eu-west-1b"]
+    why = {(r.offering.instance_type.name, r.offering.zone): r.rule for r in ranked.rejected}
+    assert why == {("g5.xlarge", "eu-west-1a"): "volumes", ("mac2.metal", "eu-west-1a"): "unsupported"}
+    only_a = OfferPolicy("cloud", fleet_zones=frozenset({"eu-west-1a"}))
+    assert [o.zone for o in rank_offers(Requirements(arches=None), offers[:2], only_a).fitting] == ["eu-west-1a"]
+
+    wants_h100 = Requirements(arches=None, gpu=GpuReq(names=("H100",)))
+    assert rank_offers(wants_h100, offers[:1], POLICY).rejected[0].rule == "gpu"
+
+
+@pytest.mark.parametrize(
+    ("size", "series", "status"),
+    [
+        ("Standard_D2s_v6", "Dsv6", "current"),
+        ("Standard_D2ps_v6", "Dpsv6", "current"),
+        ("Standard_A4_v2", "Av2", "current"),
+        ("Standard_D2s_v3", "Dsv3", RETIRING),
+        ("Standard_E2s_v4", "Esv4", RETIRING),
+        ("Standard_E4-2s_v4", "Esv4", RETIRING),
+        ("Standard_DS2_v2", "DSv2", RETIRING),
+        ("Standard_NC6s_v3", "NCsv3", RETIRED),
+        ("Standard_A2", "A", RETIRED),
+    ],
+)
+def test_azure_series_lifecycle(size: str, series: str, status: str) -> None:
+    assert azure_series(size) == series
+    life = azure_lifecycle(size, date(2026, 11, 30))
+    assert life.status == status
+    if status != "current":
+        assert "Microsoft Learn" in life.note  # every row cites its source
+
+
+def test_a_retirement_date_passes() -> None:
+    assert azure_lifecycle("Standard_DC2s_v2", date(2026, 6, 29)).status == RETIRING
+    assert azure_lifecycle("Standard_DC2s_v2", date(2026, 6, 30)).status == RETIRED
+
+
+def test_controller_config_file_errors_name_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("backends:\n  - type: aws\n    region: [eu-west-1]\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings_file(path, ControllerFileConfig, "controller config")
+    assert str(err.value) == (
+        f'unknown key "backends[0].region" in {path} line 3 (did you mean "backends[0].regions"?)'
+    )
+    path.write_text("backends:\n  - type: azure\n    subscription_id: s\n    resource_group: r\n")
+    with pytest.raises(ConfigError, match=r'missing key "backends\[0\].tenant_id"'):
+        load_settings_file(path, ControllerFileConfig, "controller config")
+    path.write_text("backends:\n  - type: aws\n  - type: aws\n")
+    with pytest.raises(ConfigError, match="configured twice"):
+        load_settings_file(path, ControllerFileConfig, "controller config")
+
+
+def test_config_file_is_found_in_the_data_dir_and_an_empty_one_is_all_defaults(tmp_path: Path) -> None:
+    path, config = load_controller_file(None, tmp_path)
+    assert config == ControllerFileConfig()
+    (tmp_path / "config.yaml").write_text("# nothing yet\n")
+    path, config = load_controller_file(None, tmp_path)
+    assert path == tmp_path / "config.yaml" and config.backends == []
+    (tmp_path / "config.yaml").write_text("image_lookup: off\nbackends:\n  - type: aws\n    regions: [eu-west-1]\n")
+    _, config = load_controller_file(None, tmp_path)
+    assert config.image_lookup == "off" and config.backends[0].type == "aws"
+    with pytest.raises(ConfigError, match="not found"):
+        load_controller_file(tmp_path / "missing.yaml", tmp_path)
