@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 
 from controller.cli import format as fmt
+from controller.cli.cloud_cmds import cloud_offer_json, cloud_offer_lines, instance_json, instance_lines
 from controller.cli.errors import UsageError
 from controller.cli.table import render
 from controller.configs.loader import ConfigError, load_apply_file, load_task_file
@@ -42,8 +45,15 @@ def cmd_fleet(args: argparse.Namespace, client: Any) -> int:
     if args.json:
         print(json.dumps([fleet_json(f) for f in fleets], indent=2))
         return 0
-    headers = ["NAME", "NODES", "RESOURCES", "ZONES", "STATUS"] + (["ERROR"] if args.verbose else [])
+    print("\n".join(fleet_lines(fleets, args.verbose)))
+    return 0
+
+
+def fleet_lines(fleets: Sequence[pb.Fleet], verbose: bool) -> list[str]:
+    """One table of fleets and their hosts; under each fleet's hosts, its cloud instances."""
+    headers = ["NAME", "NODES", "RESOURCES", "ZONES", "STATUS"] + (["ERROR"] if verbose else [])
     rows = []
+    sizes = []  # how many rows each fleet has, to put its instances after them
     for f in fleets:
         spec = json.loads(f.configuration_json)
         online = sum(1 for h in f.hosts if h.status == "online")
@@ -51,11 +61,11 @@ def cmd_fleet(args: argparse.Namespace, client: Any) -> int:
             [
                 f.name,
                 f"{online}/{len(f.hosts)}",
-                _resources(spec, args.verbose),
+                _resources(spec, verbose),
                 ",".join(spec.get("availability_zones") or []) or "-",
                 f.status,
             ]
-            + ([f.error or "-"] if args.verbose else [])
+            + ([f.error or "-"] if verbose else [])
         )
         for h in f.hosts:
             rows.append(
@@ -63,13 +73,19 @@ def cmd_fleet(args: argparse.Namespace, client: Any) -> int:
                     f"  {h.name}",
                     "",
                     f"{fmt.cpus(h.cpu_total)}xCPU {fmt.size(h.memory_total_bytes)}",
-                    _place(h, args.verbose),
+                    _place(h, verbose),
                     h.status,
                 ]
-                + ([""] if args.verbose else [])
+                + ([""] if verbose else [])
             )
-    print(render(headers, rows))
-    return 0
+        sizes.append(1 + len(f.hosts))
+    table = render(headers, rows).split("\n")
+    lines, at = table[:1], 1
+    for f, size in zip(fleets, sizes, strict=True):
+        lines += table[at : at + size]
+        lines += [f"    {line}".rstrip() for line in instance_lines(f.instances, verbose)]
+        at += size
+    return lines
 
 
 def _resources(spec: dict[str, Any], verbose: bool) -> str:
@@ -99,6 +115,7 @@ def fleet_json(f: pb.Fleet) -> dict[str, Any]:
             }
             for h in f.hosts
         ],
+        "instances": [instance_json(i) for i in f.instances],
     }
 
 
@@ -148,42 +165,65 @@ def cmd_offers(args: argparse.Namespace, client: Any) -> int:
         raise UsageError(str(exc)) from None
     reply = client.call(client.stub.Offers, pb.OffersRequest(configuration_json=config.model_dump_json()))
     if args.json:
-        print(
-            json.dumps(
-                [
-                    {
-                        "host": o.host,
-                        "chosen": o.chosen,
-                        "reason": o.reason,
-                        "arch": o.arch,
-                        "region": o.region or None,
-                        "zone": o.zone or None,
-                        "fleet": o.fleet or None,
-                        "backend": o.backend,
-                        "status": o.status,
-                        "cpu_free": o.cpu_free,
-                        "memory_free_bytes": o.memory_free_bytes,
-                        "gpus_free": o.gpus_free,
-                        "volumes": list(o.volumes),
-                    }
-                    for o in reply.offers
-                ],
-                indent=2,
-            )
-        )
-        return 0
+        print(json.dumps(offers_json(reply), indent=2))
+        # INTERFACES.md: --json prints an array of rows; what is not a row goes to stderr.
+        for note in [*reply.cloud_notes, *cloud_left_out_note(reply)]:
+            print(f"dstackctl: {note}", file=sys.stderr)
+    else:
+        print("\n".join(offers_lines(reply)))
+    return 0
+
+
+def cloud_left_out_note(reply: pb.OffersResponse) -> list[str]:
+    n = reply.cloud_offers_left_out
+    return [f"{n} more cloud offer{'s' if n != 1 else ''} left out, not listed"] if n else []
+
+
+def offers_json(reply: pb.OffersResponse) -> list[dict[str, Any]]:
+    """One row per host, then one per cloud offer (`kind` tells them apart; a cloud row's `host`
+    is its instance type), as INTERFACES.md has every offers row: host, chosen, reason."""
+    return [
+        *(
+            {
+                "kind": "host",
+                "host": o.host,
+                "chosen": o.chosen,
+                "reason": o.reason,
+                "arch": o.arch,
+                "region": o.region or None,
+                "zone": o.zone or None,
+                "fleet": o.fleet or None,
+                "backend": o.backend,
+                "status": o.status,
+                "cpu_free": o.cpu_free,
+                "memory_free_bytes": o.memory_free_bytes,
+                "gpus_free": o.gpus_free,
+                "volumes": list(o.volumes),
+            }
+            for o in reply.offers
+        ),
+        *({"kind": "cloud", "host": o.instance_type or o.host, **cloud_offer_json(o)} for o in reply.cloud_offers),
+    ]
+
+
+def offers_lines(reply: pb.OffersResponse) -> list[str]:
+    """The hosts part (the chosen host, then why not the others), then the cloud offers, if any."""
+    lines = []
     chosen = next((o for o in reply.offers if o.chosen), None)
     if chosen is not None:
         mounts = f", mounting {', '.join(chosen.volumes)}" if chosen.volumes else ""
-        print(f"would run on {chosen.host} ({chosen.arch}, {chosen.zone or chosen.region or 'no zone'}){mounts}")
+        lines.append(f"would run on {chosen.host} ({chosen.arch}, {chosen.zone or chosen.region or 'no zone'}){mounts}")
     else:
-        print(f"would stay pending: {reply.reason}")
+        lines.append(f"would stay pending: {reply.reason}")
     others = [o for o in reply.offers if not o.chosen]
     if others:
-        print(
+        lines.append(
             render(
                 ["HOST", "ARCH", "ZONE", "FLEET", "STATUS", "WHY NOT"],
                 [[o.host, o.arch, o.zone or "-", o.fleet or "-", o.status, o.reason] for o in others],
             )
         )
-    return 0
+    cloud = cloud_offer_lines(reply)
+    if cloud:
+        lines += ["", *cloud]
+    return lines

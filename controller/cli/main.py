@@ -16,6 +16,7 @@ from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 from google.protobuf import json_format
 
 from controller.cli import format as fmt
+from controller.cli.cloud_cmds import cmd_instance_types
 from controller.cli.configs_cmds import cmd_apply, cmd_delete, cmd_fleet, cmd_offers, cmd_volume
 from controller.cli.errors import CommandError, UsageError
 from controller.cli.settings import resolve
@@ -342,6 +343,15 @@ def build_parser() -> argparse.ArgumentParser:
     offers.add_argument("-f", "--file", required=True)
     offers.add_argument("--json", action="store_true")
     offers.set_defaults(func=with_client(cmd_offers))
+
+    types = sub.add_parser("instance-types", help="what the cloud backends say about instance types")
+    types_sub = types.add_subparsers(dest="action", required=True)
+    check = types_sub.add_parser("check", parents=[common], help="look instance types up in the backends' APIs")
+    check.add_argument("names", nargs="*", metavar="TYPE", help="m7g.large, Standard_D2s_v6, ...")
+    check.add_argument("--backend", choices=["aws", "azure"], default=None, help="default: every configured one")
+    check.add_argument("--region", default=None, help="default: the backend's first region")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(func=with_client(cmd_instance_types))
 
     hosts = sub.add_parser("hosts", parents=[common], help="list hosts")
     hosts.add_argument("action", nargs="?", choices=["rm"], help="rm NAME: forget a host and revoke its certificate")
