@@ -107,7 +107,9 @@ class AzureBackendConfig(ConfigModel):
     # The VMs' virtual network: one per region, created when missing, in resource_group.
     vnet_prefix: str = "dstack-hybrid"
     admin_username: str = "dstack"
-    ssh_public_key: str | None = None  # without one, password login is off and no key is installed
+    # Azure needs a key when password login is off; without one a throwaway key (whose private
+    # half is never kept) is installed, so nobody can log in.
+    ssh_public_key: str | None = None
     # A PEM file of the CAs to trust for base_url, the creds' authority_host and prices_url instead
     # of the system's (a private cloud's own CA, a test's loopback server); None: the system's.
     ca_bundle: str | None = None
