@@ -74,3 +74,26 @@ def qemu_aarch64() -> bool:
             pytrace=False,
         )
     return True
+
+
+# --- moto_server (AWS backend tests) -------------------------------------------------------------
+# Appended block: moto's AWS API on 127.0.0.1 for the whole session, started on first use. While it
+# runs, the environment holds fake credentials and no real profile (tests/support/moto_server.py).
+# Imported inside the fixture: sessions that do not use it load neither boto3 nor moto.
+
+import typing  # noqa: E402
+
+if typing.TYPE_CHECKING:
+    from tests.support.moto_server import MotoServer
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """A ThreadedMotoServer on loopback: `.url`, `.reset()`, `.client(service, region)`, `.register_image(...)`."""
+    from tests.support.moto_server import moto_server as start_moto_server
+
+    with start_moto_server() as server:
+        yield server
+
+
+# --- end moto_server ------------------------------------------------------------------------------

@@ -1,0 +1,168 @@
+"""Bursting to Azure and `instance-types check`, through a real controller process, against the
+loopback HTTPS Resource Manager fake (tests/support/azure_fake.py) and moto for AWS."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.azure_fake import AzureFake
+from tests.support.cluster import BIN, ControllerProcess, Process, wait_for, write_task
+from tests.support.moto_server import MotoServer
+
+FACTS = Path(__file__).parents[1] / "fixtures" / "sim" / "host.json"
+
+
+@pytest.fixture(scope="module")
+def azure() -> Iterator[AzureFake]:
+    with AzureFake() as fake:
+        yield fake
+
+
+def azure_backend(fake: AzureFake) -> str:
+    return f"""\
+  - type: azure
+    subscription_id: {fake.subscription_id}
+    tenant_id: {fake.tenant_id}
+    resource_group: {next(iter(fake.resource_groups.values()))}
+    regions: [westeurope]
+    base_url: {fake.url}
+    prices_url: {fake.prices_url}
+    ca_bundle: {fake.ca_file}
+    creds:
+      type: client
+      client_id: {fake.client_id}
+      client_secret: {fake.client_secret}
+      authority_host: {fake.url}
+"""
+
+
+def start_controller(tmp_path: Path, backends: str) -> ControllerProcess:
+    data = tmp_path / "ctl"
+    data.mkdir()
+    (data / "config.yaml").write_text(
+        f"backends:\n{backends}burst:\n  controller_address: 192.0.2.10:7443\n  register_timeout: 10m\n"
+    )
+    controller = ControllerProcess(data)
+    controller.start()
+    return controller
+
+
+def test_instance_types_check_asks_both_clouds(tmp_path: Path, azure: AzureFake, moto_server: MotoServer) -> None:
+    azure.reset()
+    moto_server.reset()
+    moto_server.register_image("us-east-1", "dstack-test-arm64-1", "arm64", dt.datetime(2026, 1, 1))
+    aws = f"""\
+  - type: aws
+    regions: [us-east-1]
+    endpoint_url: {moto_server.url}
+    creds: {{type: access_key, access_key: testing, secret_key: testing}}
+    image: {{owners: ["123456789012"], name: "dstack-test-{{arch}}-*"}}
+"""
+    controller = start_controller(tmp_path, aws + azure_backend(azure))
+    try:
+        names = ["Standard_D2s_v6", "Standard_A4_v2", "Standard_D2s_v3", "Standard_B2s", "Standard_D2ps_v6"]
+        names.append("m7g.large")
+        out = controller.ctl("instance-types", "check", *names, "--json")
+        assert out.returncode == 0, out.stderr
+        checks = {c["name"]: c for c in json.loads(out.stdout)}
+        assert set(checks) == set(names)
+
+        d2s_v6 = checks["Standard_D2s_v6"]
+        assert (d2s_v6["backend"], d2s_v6["arch"], d2s_v6["vcpus"]) == ("azure", "amd64", 2)
+        assert d2s_v6["hyperv_generations"] == ["V2"] and d2s_v6["disk_controllers"] == ["NVMe"]
+        assert (d2s_v6["generation"], d2s_v6["disk_controller"], d2s_v6["supported"]) == ("V2", "NVMe", True)
+        assert d2s_v6["image"] == "Canonical:ubuntu-24_04-lts:server:latest"
+        assert d2s_v6["lifecycle"] == "current"
+
+        a4 = checks["Standard_A4_v2"]
+        assert (a4["generation"], a4["disk_controller"], a4["supported"]) == ("V1", "SCSI", True)
+        assert a4["image"] == "Canonical:ubuntu-24_04-lts:server-gen1:latest"
+
+        d2s_v3 = checks["Standard_D2s_v3"]
+        assert d2s_v3["supported"] and d2s_v3["generation"] == "V2" and d2s_v3["lifecycle"] == "retiring"
+        assert "Microsoft Learn" in d2s_v3["lifecycle_note"]
+
+        b2s = checks["Standard_B2s"]
+        assert b2s["burstable"] and "burstable" in b2s["reason"]
+
+        dpsv6 = checks["Standard_D2ps_v6"]
+        assert dpsv6["arch"] == "arm64" and dpsv6["image"] == "Canonical:ubuntu-24_04-lts:server-arm64:latest"
+
+        m7g = checks["m7g.large"]
+        assert (m7g["backend"], m7g["arch"], m7g["raw_arch"], m7g["supported"]) == ("aws", "arm64", "arm64", True)
+        assert m7g["memory_bytes"] == 8 * 2**30
+
+        human = controller.ctl("instance-types", "check", "Standard_D2s_v6", "--backend", "azure")
+        assert human.returncode == 0, human.stderr
+        assert "Standard_D2s_v6 (azure westeurope)" in human.stdout and "NVMe" in human.stdout
+
+        unknown = controller.ctl("instance-types", "check", "Standard_Nope_v9")
+        assert unknown.returncode == 1
+        assert "not offered" in unknown.stdout
+    finally:
+        controller.stop()
+
+
+def test_an_arm64_task_bursts_to_an_azure_arm64_size_with_the_arm64_image(tmp_path: Path, azure: AzureFake) -> None:
+    azure.reset()
+    controller = start_controller(tmp_path, azure_backend(azure))
+    try:
+        fleet = "type: fleet\nname: az\nnodes: 0..1\nbackends: [azure]\nidle_duration: 1h\n"
+        (tmp_path / "fleet.yaml").write_text(fleet)
+        assert controller.ctl("apply", "-f", str(tmp_path / "fleet.yaml")).returncode == 0
+        task = write_task(
+            tmp_path / "arm.yaml",
+            'type: task\nname: az-arm\nimage: busybox\ncommands: ["uname -m"]\nenv:\n  DSTACK_SIM_SECONDS: "1"\n'
+            "resources:\n  cpu: arm:2..\n",
+        )
+        assert controller.ctl("submit", "-d", "-f", str(task)).returncode == 0
+        vm = wait_for("a VM created", lambda: next(iter(azure.vms.values()), None), timeout=60)
+        props = vm["properties"]
+        assert props["hardwareProfile"]["vmSize"] == "Standard_D2ps_v6"
+        assert props["storageProfile"]["imageReference"]["sku"] == "server-arm64"
+        assert vm["tags"]["dstack-hybrid-fleet"] == "az"
+        user_data = base64.b64decode(props["osProfile"]["customData"]).decode()
+        assert user_data.startswith("#cloud-config\n") and '"192.0.2.10:7443"' in user_data
+        token_line = next(ln for ln in user_data.splitlines() if ln.strip().startswith("join_token:"))
+        token = json.loads(token_line.split(":", 1)[1].strip())
+
+        sim = start_vm_agent(controller, tmp_path, vm, token)
+        try:
+            done = controller.wait_status("az-arm", "done", timeout=60)
+            fleet = next(f for f in controller.ctl_json("fleet") if f["name"] == "az")
+            (instance,) = fleet["instances"]
+            assert (instance["backend"], instance["region"], instance["instance_id"], instance["host"]) == (
+                "azure", "westeurope", props["vmId"], done["host"]
+            )  # fmt: skip
+        finally:
+            sim.stop()
+    finally:
+        controller.stop()
+
+
+def start_vm_agent(controller: ControllerProcess, tmp_path: Path, vm: dict[str, Any], token: str) -> Process:
+    facts = json.loads(FACTS.read_text())
+    zone = (vm.get("zones") or [""])[0]
+    facts["cloud"] = {
+        "provider": "azure", "region": vm["location"], "zone": zone, "zone_id": None,
+        "instance_type": vm["properties"]["hardwareProfile"]["vmSize"], "instance_id": vm["properties"]["vmId"],
+        "spot": False, "hyperv_generation": "V2",
+    }  # fmt: skip
+    facts["region"], facts["zone"] = vm["location"], zone
+    template = tmp_path / "vm-facts.json"
+    template.write_text(json.dumps(facts))
+    (tmp_path / "no-agent.yaml").write_text("cloud: off\n")
+    args = [str(BIN / "dstack-agent"), "simulate", "--count", "1", "--facts", str(template), "--arches", "arm64",
+            "--keep-instance-id", "--name-prefix", "azvm", "--controller", controller.address, "--join-token", token,
+            "--config", str(tmp_path / "no-agent.yaml")]  # fmt: skip
+    sim = Process(args, tmp_path / "vm-agent.log", dict(os.environ, DSTACK_AGENT_RECONNECT_MAX_S="1"))
+    sim.start()
+    return sim
