@@ -129,7 +129,10 @@ def test_an_arm64_task_bursts_to_an_azure_arm64_size_with_the_arm64_image(tmp_pa
         assert props["hardwareProfile"]["vmSize"] == "Standard_D2ps_v6"
         assert props["storageProfile"]["imageReference"]["sku"] == "server-arm64"
         assert vm["tags"]["dstack-hybrid-fleet"] == "az"
-        user_data = base64.b64decode(props["osProfile"]["customData"]).decode()
+        # ARM never returns customData; the PUT the controller sent has it.
+        (put,) = [c for c in azure.calls("PUT", "/virtualMachines/") if c[3] and "hardwareProfile" in str(c[3])]
+        assert put[3]["properties"]["storageProfile"]["imageReference"]["sku"] == "server-arm64"
+        user_data = base64.b64decode(put[3]["properties"]["osProfile"]["customData"]).decode()
         assert user_data.startswith("#cloud-config\n") and '"192.0.2.10:7443"' in user_data
         token_line = next(ln for ln in user_data.splitlines() if ln.strip().startswith("join_token:"))
         token = json.loads(token_line.split(":", 1)[1].strip())
