@@ -54,7 +54,7 @@ new="$PREFIX/venv-$VERSION-$$"
 rm -rf "$new"
 python3 -m venv "$new"
 if ! "$new/bin/python" -m pip --isolated --no-input --disable-pip-version-check --no-cache-dir --quiet \
-        install --no-index --find-links "$PREFIX/wheels" "dstack-hybrid==$VERSION"; then
+        install --no-index --find-links "$PREFIX/wheels" "dstack-hybrid@EXTRAS@==$VERSION"; then
     rm -rf "$new"
     echo "$NAME: installing the wheels into a virtualenv failed" >&2
     exit 1

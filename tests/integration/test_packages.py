@@ -112,6 +112,9 @@ def test_deb_contents(built: dict[str, Path], name: str) -> None:
     for dist in ("cryptography", "protobuf", "psutil", "docker", "ruamel_yaml", "py_cpuinfo"):
         assert any(w.startswith(f"{dist}-") for w in wheels), dist
     assert not any("aarch64" in w for w in wheels)
+    # The cloud SDKs (bursting) are the controller's alone.
+    cloud = [w for w in wheels if w.startswith(("boto3-", "botocore-", "azure_mgmt_compute-", "azure_identity-"))]
+    assert len(cloud) == (4 if name == "dstack-controller" else 0), cloud
 
 
 @pytest.mark.parametrize("name", PACKAGES)

@@ -156,3 +156,15 @@ def test_config_file_is_found_in_the_data_dir_and_an_empty_one_is_all_defaults(t
     assert config.image_lookup == "off" and config.backends[0].type == "aws"
     with pytest.raises(ConfigError, match="not found"):
         load_controller_file(tmp_path / "missing.yaml", tmp_path)
+
+
+def test_the_packaged_controller_yaml_parses_and_so_does_its_bursting_example(tmp_path: Path) -> None:
+    packaged = Path(__file__).parents[2] / "packaging" / "config" / "controller.yaml"
+    assert load_settings_file(packaged, ControllerFileConfig, "controller config") == ControllerFileConfig()
+    lines = packaged.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("#backends:"))
+    example = tmp_path / "example.yaml"
+    example.write_text("\n".join(line[1:] for line in lines[start:] if line.startswith("#")) + "\n")
+    config = load_settings_file(example, ControllerFileConfig, "controller config")
+    assert [b.type for b in config.backends] == ["aws", "azure"]
+    assert config.burst.register_timeout == 600 and config.burst.controller_address == "203.0.113.5:7443"
