@@ -276,8 +276,9 @@ class Burster:
             notes.append(no_fleet_note(config))
             return [], notes
         plans: list[Plan] = []
+        wanted = wanted_regions(config, [f for _, f in fleets], req)
         for kind in self.backends.kinds:
-            offerings, errors = await self.offerings(kind)
+            offerings, errors = await self.offerings(kind, wanted)
             notes.extend(errors)
             if not offerings:
                 continue
@@ -287,7 +288,9 @@ class Burster:
                 if config.backends and kind not in config.backends:
                     continue
                 policy = self.policy(name, fleet, config)
-                plans.append(Plan(kind, name, rank_offers(req, offerings, policy)))
+                # Tens of milliseconds over a large catalogue: off the event loop.
+                ranked = await asyncio.to_thread(rank_offers, req, offerings, policy)
+                plans.append(Plan(kind, name, ranked))
         return plans, notes
 
     def cloud_fleets(self, config: TaskConfiguration) -> list[tuple[str, FleetConfiguration]]:
@@ -314,12 +317,16 @@ class Burster:
             now=self.clock(),
         )
 
-    async def offerings(self, kind: str) -> tuple[list[Offering], list[str]]:
+    async def offerings(self, kind: str, wanted: frozenset[str] | None = None) -> tuple[list[Offering], list[str]]:
+        """Every offering of the backend's regions (only those in `wanted`, when given: each region
+        costs the API calls of a full listing the first time)."""
         try:
             backend = self.backends.get(kind)
             regions = await asyncio.to_thread(backend.regions)
         except BackendError as exc:
             return [], [str(exc)]
+        if wanted is not None:
+            regions = [r for r in regions if r.lower() in wanted]
         found: list[Offering] = []
         errors: list[str] = []
         for region in regions:
@@ -533,6 +540,26 @@ class Burster:
         attached = await asyncio.to_thread(backend.attach_volume, volume, instance)
         self.attachments[(config.name, host_id)] = attached
         return attached
+
+
+def wanted_regions(
+    config: TaskConfiguration, fleets: list[FleetConfiguration], req: Requirements
+) -> frozenset[str] | None:
+    """The regions a launch for this task could be in, lower case, when something narrows them:
+    the task's `regions`, every candidate fleet's `regions`, the regions of the volumes it mounts."""
+    found: frozenset[str] | None = None
+
+    def narrow(regions: frozenset[str]) -> None:
+        nonlocal found
+        found = regions if found is None else found & regions
+
+    if config.regions:
+        narrow(frozenset(r.lower() for r in config.regions))
+    if fleets and all(f.regions for f in fleets):
+        narrow(frozenset(r.lower() for f in fleets for r in f.regions))
+    for mount in req.mounts:
+        narrow(frozenset(o.region.lower() for o in mount.options))
+    return found
 
 
 def instance_of(record: InstanceRecord, tag: str) -> CloudInstance:

@@ -23,6 +23,11 @@ USABLE_MEMORY_FRACTION = 0.94
 
 # Rules a fresh instance passes by construction: it will be live and no host refused the task.
 _SKIPPED_RULES = frozenset({"live", "refused"})
+# The placement rules by what they read of an offering: its location (the same for every type
+# offered there) or its type (the same in every zone and market). A catalogue has ~1,000 types in
+# a few dozen zones, so each is checked once, not once per offering; the first rejection in
+# RULES order is still the one reported (RULES runs arch, then the location rules, then sizes).
+_LOCATION_RULES = frozenset({"fleet", "backend", "region", "zone", "fleet-zone", "volumes"})
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,31 @@ def first_rejection(req: Requirements, offering: Offering, policy: OfferPolicy) 
     return purchase_rejection(offering, policy)
 
 
+def _type_rejections(
+    req: Requirements, offering: Offering, policy: OfferPolicy
+) -> tuple[tuple[str, str] | None, tuple[str, str] | None]:
+    """What the type alone decides: before the location rules (unsupported, arch), and after them
+    (cpu, memory, gpu, disk, nvme)."""
+    itype = offering.instance_type
+    if itype.unsupported:
+        return ("unsupported", itype.unsupported), None
+    host = offering_host(offering, policy)
+    arch = _rule_rejection(req, host, frozenset({"arch"}))
+    if arch is not None:
+        return arch, None
+    sizes = frozenset(name for name, _ in RULES) - _LOCATION_RULES - _SKIPPED_RULES - {"arch"}
+    return None, _rule_rejection(req, host, sizes)
+
+
+def _rule_rejection(req: Requirements, host: HostView, names: frozenset[str]) -> tuple[str, str] | None:
+    for rule_name, rule in RULES:
+        if rule_name in names:
+            reason = rule(req, host)
+            if reason:
+                return rule_name, reason
+    return None
+
+
 def sort_key(offering: Offering) -> tuple[object, ...]:
     """Known prices first, cheapest first; unknown prices after, smallest size first (the cheapest
     guess); then names, so the same offerings always come out in the same order."""
@@ -130,10 +160,23 @@ def sort_key(offering: Offering) -> tuple[object, ...]:
 
 
 def rank_offers(req: Requirements, offerings: Iterable[Offering], policy: OfferPolicy) -> OfferList:
+    """The same answer as `first_rejection` on each offering, computed per type and per location."""
+    by_type: dict[tuple[str, str], tuple[tuple[str, str] | None, tuple[str, str] | None]] = {}
+    by_location: dict[tuple[str, str, str], tuple[str, str] | None] = {}
     fitting: list[Offering] = []
     rejected: list[RejectedOffer] = []
     for offering in offerings:
-        why = first_rejection(req, offering, policy)
+        itype = offering.instance_type
+        type_key = (itype.backend, itype.name)
+        if type_key not in by_type:
+            by_type[type_key] = _type_rejections(req, offering, policy)
+        before, after = by_type[type_key]
+        why = before
+        if why is None:
+            location_key = (itype.backend, offering.region, offering.zone)
+            if location_key not in by_location:
+                by_location[location_key] = _rule_rejection(req, offering_host(offering, policy), _LOCATION_RULES)
+            why = by_location[location_key] or after or purchase_rejection(offering, policy)
         if why is None:
             fitting.append(offering)
         else:

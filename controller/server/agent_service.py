@@ -141,6 +141,9 @@ class AgentService(pb_grpc.AgentServiceServicer):
     ) -> InstanceRecord | None:
         """A token made for a launch registers that instance only: its metadata must name it."""
         if self.c.burst is None:
+            if token.description.startswith("launch "):
+                log.warning("registration refused: a launch's token, and bursting is not configured any more")
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this join token's launch is over")
             return None
         launch, why = self.c.burst.claim(token, request.facts)
         if why:

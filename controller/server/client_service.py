@@ -79,7 +79,9 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
         """What dstack refuses at submit: missing, inactive, doubly mounted or incompatible
         volumes, and zones nothing has (typo protection)."""
         if config.availability_zones:  # the known zones take a look at every host: only when needed
-            check_zones(config, self.c.known_zones())
+            zones = self.c.zones_to_check()
+            if zones is not None:
+                check_zones(config, zones)
         mounts(config, self.c.volumes)
 
     def _generated_name(self) -> str:

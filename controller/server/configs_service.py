@@ -138,7 +138,9 @@ class ConfigsMixin(CloudMixin):
     async def offers(self, request: pb.OffersRequest, context: grpc.aio.ServicerContext) -> pb.OffersResponse:
         try:
             config = taskspec.parse(request.configuration_json)
-            check_zones(config, self.c.known_zones())
+            zones = self.c.zones_to_check()
+            if zones is not None:
+                check_zones(config, zones)
             probe = self.c.probe_task(config, request.configuration_json)
             req = await self.c.task_requirements(probe)
         except (ValueError, SubmitError) as exc:

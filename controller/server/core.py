@@ -221,6 +221,13 @@ class Controller:
                 self.index.upsert(dataclasses.replace(view, live=not view.live))
                 self.generation += 1
 
+    def zones_to_check(self) -> set[str] | None:
+        """The zones a task may name, or None when they cannot be known yet (a bursting controller
+        that has not read its clouds' offerings: any zone there may be real)."""
+        if self.burst is not None and self.burst.enabled and not self.burst.known_zones:
+            return None
+        return self.known_zones()
+
     def known_zones(self) -> set[str]:
         if self._zones[0] == self.generation:
             return self._zones[1]

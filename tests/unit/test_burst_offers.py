@@ -168,3 +168,50 @@ def test_the_packaged_controller_yaml_parses_and_so_does_its_bursting_example(tm
     config = load_settings_file(example, ControllerFileConfig, "controller config")
     assert [b.type for b in config.backends] == ["aws", "azure"]
     assert config.burst.register_timeout == 600 and config.burst.controller_address == "203.0.113.5:7443"
+
+
+def test_ranking_by_type_and_location_says_what_checking_each_offering_says() -> None:
+    """rank_offers checks each type and each location once; the answer must be the per-offering one."""
+    import random
+
+    from controller.backends.offers import first_rejection
+
+    rng = random.Random(3)
+    types = [
+        itype(f"t{i}.x", rng.choice(["amd64", "arm64"]), rng.choice([1, 2, 4, 8]), rng.choice([2, 4, 8, 16]),
+              burstable=rng.random() < 0.2, local_nvme_bytes=rng.choice([0, 10**11]),
+              gpus=(GpuInfo("nvidia", "A10G", 24 * GIB),) if rng.random() < 0.2 else ())
+        for i in range(40)
+    ]
+    offers = [offer(t, z, s, rng.choice([None, 0.1, 0.5])) for t in types for z in ("eu-west-1a", "eu-west-1b")
+              for s in (False, True)]  # fmt: skip
+    vol = VolumeOption("v", "aws", "eu-west-1", "eu-west-1b", "")
+    for req in [
+        Requirements(arches=frozenset({"arm64"}), cpu=2, memory_bytes=4 * GIB),
+        Requirements(arches=None, cpu=4, nvme=True, zones=frozenset({"eu-west-1a"})),
+        Requirements(arches=frozenset({"amd64"}), gpu=GpuReq(count_min=1), mounts=(MountReq("/d", (vol,)),)),
+    ]:
+        policy = OfferPolicy("cloud", spot_policy="auto", max_price=0.3, blocked={offers[5].key: 10.0}, now=1.0)
+        ranked = rank_offers(req, offers, policy)
+        expected = {o.key: first_rejection(req, o, policy) for o in offers}
+        assert {o.key for o in ranked.fitting} == {k for k, why in expected.items() if why is None}
+        assert {r.offering.key: (r.rule, r.reason) for r in ranked.rejected} == {
+            k: why for k, why in expected.items() if why is not None
+        }
+
+
+def test_only_the_regions_a_launch_could_be_in_are_read() -> None:
+    from controller.backends.burst import wanted_regions
+    from controller.configs.fleet import FleetConfiguration
+    from controller.configs.task import TaskConfiguration
+
+    task = TaskConfiguration(image="busybox")
+    anywhere = FleetConfiguration(name="a")
+    eu = FleetConfiguration(name="eu", regions=["EU-West-1", "eu-central-1"])
+    assert wanted_regions(task, [anywhere], Requirements(arches=None)) is None
+    assert wanted_regions(task, [eu], Requirements(arches=None)) == {"eu-west-1", "eu-central-1"}
+    assert wanted_regions(task, [eu, anywhere], Requirements(arches=None)) is None  # one fleet goes anywhere
+    pinned = TaskConfiguration(image="busybox", regions=["eu-west-1", "us-east-1"])
+    assert wanted_regions(pinned, [eu], Requirements(arches=None)) == {"eu-west-1"}
+    vol = MountReq("/d", (VolumeOption("v", "aws", "us-east-1", None, ""),))
+    assert wanted_regions(task, [anywhere], Requirements(arches=None, mounts=(vol,))) == {"us-east-1"}
