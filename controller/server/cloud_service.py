@@ -14,6 +14,7 @@ from dstack_hybrid.v1 import hybrid_pb2 as pb
 from controller.backends.lifecycle import aws_lifecycle, azure_lifecycle
 from controller.backends.model import BackendError, InstanceType, Offering
 from controller.backends.offers import sort_key
+from controller.configs.fleet import FleetConfiguration
 from controller.configs.volume import VolumeConfiguration
 from controller.placement.model import Requirements
 from controller.server.core import Controller
@@ -160,6 +161,32 @@ class CloudMixin:
             life = aws_lifecycle(itype.previous_generation)
         check.lifecycle, check.lifecycle_note = life.status, life.note
         return check
+
+    async def check_fleet_regions(self, fleet: FleetConfiguration, context: grpc.aio.ServicerContext) -> None:
+        """A cloud fleet's `regions` must be regions its backends' APIs list: a typo is an error that
+        names the discovered ones, not a fleet that never launches. A backend that cannot be asked
+        right now does not block the apply (its regions are checked again at every launch)."""
+        burst = self.c.burst
+        if burst is None or fleet.nodes is None or not fleet.regions:
+            return
+        kinds = [k for k in burst.backends.kinds if not fleet.backends or k in fleet.backends]
+        known: dict[str, str] = {}
+        for kind in kinds:
+            try:
+                regions = await asyncio.to_thread(burst.backends.get(kind).regions)
+            except BackendError as exc:
+                log.warning("fleet %s: cannot check its regions against %s: %s", fleet.name, kind, exc)
+                return
+            known.update({r.lower(): kind for r in regions})
+        if not kinds:
+            return
+        unknown = [r for r in fleet.regions if r.lower() not in known]
+        if unknown:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"fleet {fleet.name}: region {unknown[0]} is not one of the regions "
+                f"{' and '.join(kinds)} list{'s' if len(kinds) == 1 else ''} ({', '.join(sorted(known))})",
+            )
 
     def fleet_instances(self, fleet: str) -> list[pb.CloudInstance]:
         hosts = {h.id: h.name for h in self.c.store.list_hosts()}

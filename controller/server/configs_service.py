@@ -49,6 +49,8 @@ class ConfigsMixin(CloudMixin):
         existing = self.c.store.get_config(request.kind, config.name)
         if existing is not None and existing.configuration_json == text:
             return pb.ApplyResponse(kind=request.kind, name=config.name, action="unchanged")
+        if isinstance(config, FleetConfiguration):
+            await self.check_fleet_regions(config, context)
         if isinstance(config, VolumeConfiguration) and config.backend != "local":
             created = created_volume_id(existing, config)
             if created:

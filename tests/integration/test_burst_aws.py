@@ -366,3 +366,17 @@ def test_no_registration_within_the_timeout_terminates_and_blocks_the_offer(tmp_
         assert "no agent registered within" in controller.log()
     finally:
         controller.stop()
+
+
+def test_a_cloud_fleet_naming_a_region_the_api_does_not_list_is_refused(
+    burst_controller: ControllerProcess, tmp_path: Path
+) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text("type: fleet\nname: typo\nnodes: 0..1\nbackends: [aws]\nregions: [eu-wst-1]\n")
+    out = burst_controller.ctl("apply", "-f", str(path))
+    assert out.returncode == 2, out
+    assert "region eu-wst-1 is not one of the regions aws lists (eu-west-1)" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert all(f["name"] != "typo" for f in burst_controller.ctl_json("fleet"))
+    path.write_text("type: fleet\nname: fine\nnodes: 0..1\nbackends: [aws]\nregions: [EU-WEST-1]\n")
+    assert burst_controller.ctl("apply", "-f", str(path)).returncode == 0
