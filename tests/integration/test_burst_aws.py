@@ -380,3 +380,21 @@ def test_a_cloud_fleet_naming_a_region_the_api_does_not_list_is_refused(
     assert all(f["name"] != "typo" for f in burst_controller.ctl_json("fleet"))
     path.write_text("type: fleet\nname: fine\nnodes: 0..1\nbackends: [aws]\nregions: [EU-WEST-1]\n")
     assert burst_controller.ctl("apply", "-f", str(path)).returncode == 0
+
+
+def test_a_fleets_nodes_maximum_caps_the_instances(
+    burst_controller: ControllerProcess, aws: MotoServer, tmp_path: Path
+) -> None:
+    controller = burst_controller
+    apply(controller, tmp_path / "fleet.yaml", CLOUD_FLEET.replace("nodes: 0..2", "nodes: 0..1"))
+    for name in ("first", "second"):
+        task = write_task(tmp_path / f"{name}.yaml", ARM_TASK.replace("name: arm-burst", f"name: {name}"))
+        assert controller.ctl("submit", "-d", "-f", str(task)).returncode == 0
+    wait_for("an instance launched", lambda: ec2_instances(aws) or None, timeout=60)
+    row = wait_for(
+        "the second task told why",
+        lambda: next((t for t in controller.ctl_json("ps") if "nodes maximum" in t["reason"]), None),
+        timeout=30,
+    )
+    assert row["status"] == "pending" and "fleet cloud is at its nodes maximum" in row["reason"]
+    assert len(ec2_instances(aws)) == 1
