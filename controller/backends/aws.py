@@ -42,6 +42,7 @@ from controller.backends.model import (
     InstanceType,
     LaunchSpec,
     Offering,
+    narrow_regions,
 )
 from controller.placement.model import GpuInfo
 
@@ -261,16 +262,14 @@ class AWSBackend:
             found = sorted(str(r["RegionName"]) for r in answer.get("Regions", []))
             self._discovered = (now + self._ttl, found)
         found = self._discovered[1]
-        if not self.config.regions:
-            return list(found)
-        by_lower = {r.lower(): r for r in found}
-        unknown = [r for r in self.config.regions if r.lower() not in by_lower]
-        if unknown:
-            raise BackendConfigError(
+        return narrow_regions(
+            self.config.regions,
+            found,
+            lambda unknown: (
                 f"aws: configured region{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
                 f"{'are' if len(unknown) > 1 else 'is'} not among the regions the account can use: {', '.join(found)}"
-            )
-        return [by_lower[r.lower()] for r in self.config.regions]
+            ),
+        )
 
     def _describe_all(self, region: str) -> dict[str, InstanceType]:
         types: dict[str, InstanceType] = {}

@@ -52,6 +52,7 @@ from controller.backends.model import (
     InstanceType,
     LaunchSpec,
     Offering,
+    narrow_regions,
 )
 from controller.placement.model import GpuInfo
 
@@ -290,16 +291,14 @@ class AzureBackend:
             with self._lock:
                 self._regions = cached
         known: list[str] = cached.value
-        if not self.config.regions:
-            return list(known)
-        by_lower = {r.lower(): r for r in known}
-        unknown = [r for r in self.config.regions if r.lower() not in by_lower]
-        if unknown:
-            raise BackendConfigError(
+        return narrow_regions(
+            self.config.regions,
+            known,
+            lambda unknown: (
                 f"azure: region {', '.join(unknown)} is not a region of subscription "
                 f"{self.config.subscription_id}; it has: {', '.join(sorted(known))}"
-            )
-        return [by_lower[r.lower()] for r in self.config.regions]
+            ),
+        )
 
     def _list_locations(self) -> list[str]:
         path = f"/subscriptions/{urllib.parse.quote(self.config.subscription_id)}/locations"

@@ -6,6 +6,7 @@ azure.py), when that backend is first used."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -121,6 +122,18 @@ class CloudVolume:
     # id without its dash, vol0abc...), or "" when only the LUN says (Azure: the attach's lun).
     device_serial: str = ""
     lun: int | None = None
+
+
+def narrow_regions(configured: list[str], discovered: list[str], unknown: Callable[[list[str]], str]) -> list[str]:
+    """The configured regions (in the API's spelling, the configured order), or all discovered ones
+    when none are configured; BackendConfigError(unknown(names)) for configured ones the API lacks."""
+    if not configured:
+        return list(discovered)
+    by_lower = {r.lower(): r for r in discovered}
+    missing = [r for r in configured if r.lower() not in by_lower]
+    if missing:
+        raise BackendConfigError(unknown(missing))
+    return [by_lower[r.lower()] for r in configured]
 
 
 class CloudBackend(Protocol):

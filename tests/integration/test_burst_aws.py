@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -225,6 +226,15 @@ def test_arm64_task_bursts_to_a_graviton_instance_in_the_allowed_zone_and_runs(
     assert len(ec2_instances(aws, ("pending", "running", "terminated", "shutting-down"))) == 1
 
 
+def submit_and_wait_for_a_launch(controller: ControllerProcess, aws: MotoServer, tmp_path: Path) -> dict[str, Any]:
+    """The cloud fleet applied and the arm64 task submitted: the instance the controller launched."""
+    apply(controller, tmp_path / "fleet.yaml", CLOUD_FLEET)
+    task = write_task(tmp_path / "arm.yaml", ARM_TASK)
+    assert controller.ctl("submit", "-d", "-f", str(task)).returncode == 0
+    instance: dict[str, Any] = wait_for("an instance launched", lambda: ec2_instances(aws) or None, timeout=60)[0]
+    return instance
+
+
 def test_a_controller_restart_mid_launch_neither_launches_twice_nor_forgets(
     tmp_path: Path, aws: MotoServer
 ) -> None:
@@ -233,19 +243,12 @@ def test_a_controller_restart_mid_launch_neither_launches_twice_nor_forgets(
     controller = ControllerProcess(data)
     controller.start()
     try:
-        apply(controller, tmp_path / "fleet.yaml", CLOUD_FLEET)
-        task = write_task(tmp_path / "arm.yaml", ARM_TASK)
-        assert controller.ctl("submit", "-d", "-f", str(task)).returncode == 0
-        instance = wait_for("an instance launched", lambda: ec2_instances(aws) or None, timeout=60)[0]
+        instance = submit_and_wait_for_a_launch(controller, aws, tmp_path)
     finally:
         controller.kill()  # no clean shutdown: as if the machine died
     # The worst moment: the launch went through but its record did not reach the database.
-    subprocess.run(["sqlite3", str(data / "controller.db"), "DELETE FROM instances"], check=False)
-    if shutil.which("sqlite3") is None:
-        import sqlite3
-
-        with sqlite3.connect(data / "controller.db") as db:
-            db.execute("DELETE FROM instances")
+    with sqlite3.connect(data / "controller.db") as db:
+        db.execute("DELETE FROM instances")
 
     again = ControllerProcess(data)
     again.start()
@@ -347,10 +350,7 @@ def test_no_registration_within_the_timeout_terminates_and_blocks_the_offer(tmp_
     controller = ControllerProcess(data)
     controller.start()
     try:
-        apply(controller, tmp_path / "fleet.yaml", CLOUD_FLEET)
-        task = write_task(tmp_path / "arm.yaml", ARM_TASK)
-        assert controller.ctl("submit", "-d", "-f", str(task)).returncode == 0
-        first = wait_for("an instance launched", lambda: ec2_instances(aws) or None, timeout=60)[0]
+        first = submit_and_wait_for_a_launch(controller, aws, tmp_path)
         # Nobody registers: terminated, and the next launch is another offering (the first is blocked).
         wait_for("a second launch", lambda: [i for i in ec2_instances(aws) if i["InstanceId"] != first["InstanceId"]]
                  or None, timeout=60)  # fmt: skip
