@@ -266,15 +266,25 @@ class Burster:
                 continue  # a host fits: the scheduler will place it
             await self.launch_for(task, req)
 
-    async def plans(self, task: TaskRecord, req: Requirements) -> tuple[list[Plan], list[str]]:
+    async def plans(
+        self, task: TaskRecord, req: Requirements, with_room_only: bool = False
+    ) -> tuple[list[Plan], list[str]]:
         """Per (backend, fleet) that may provision for the task: the ranked offers. Notes say what
-        could not be asked (a backend's error) or why no fleet may provision."""
+        could not be asked (a backend's error) or why no fleet may provision. `with_room_only`
+        leaves out fleets at their nodes maximum before any ranking (a launch could not use them;
+        `offers` still shows them)."""
         config = taskspec.parse(task.configuration_json)
         notes: list[str] = []
         fleets = self.cloud_fleets(config)
         if not fleets:
             notes.append(no_fleet_note(config))
             return [], notes
+        if with_room_only:
+            full = [name for name, fleet in fleets if not self.fleet_room(name, fleet)]
+            notes.extend(f"fleet {name} is at its nodes maximum" for name in full)
+            fleets = [(name, fleet) for name, fleet in fleets if name not in full]
+            if not fleets:
+                return [], notes
         plans: list[Plan] = []
         wanted = wanted_regions(config, [f for _, f in fleets], req)
         for kind in self.backends.kinds:
@@ -346,13 +356,8 @@ class Burster:
         return len(active) < fleet.nodes.max
 
     async def launch_for(self, task: TaskRecord, req: Requirements) -> bool:
-        plans, notes = await self.plans(task, req)
-        candidates: list[tuple[Offering, Plan]] = []
-        for plan in plans:
-            if not self.fleet_room(plan.fleet, self.c.fleets[plan.fleet]):
-                notes.append(f"fleet {plan.fleet} is at its nodes maximum")
-                continue
-            candidates.extend((o, plan) for o in plan.offers.fitting)
+        plans, notes = await self.plans(task, req, with_room_only=True)
+        candidates = [(o, plan) for plan in plans for o in plan.offers.fitting]
         candidates.sort(key=lambda c: sort_key(c[0]))
         if not candidates:
             reason = notes[0] if notes else "no cloud offer fits"

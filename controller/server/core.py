@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 
+from controller.backends.model import BackendError
 from controller.configs.fleet import FleetConfiguration
 from controller.configs.task import TaskConfiguration
 from controller.configs.volume import VolumeConfiguration
@@ -350,8 +351,6 @@ class Controller:
             self.sessions.send(host.id, self.assignment(task))
 
     async def _attach_then_assign(self, task: TaskRecord, host_id: str, volume_names: list[str]) -> None:
-        from controller.backends.model import BackendError
-
         for name in volume_names:
             applied = self.volumes.get(name)
             try:
