@@ -215,3 +215,20 @@ def test_only_the_regions_a_launch_could_be_in_are_read() -> None:
     assert wanted_regions(pinned, [eu], Requirements(arches=None)) == {"eu-west-1"}
     vol = MountReq("/d", (VolumeOption("v", "aws", "us-east-1", None, ""),))
     assert wanted_regions(task, [anywhere], Requirements(arches=None, mounts=(vol,))) == {"us-east-1"}
+
+
+def test_serve_with_a_bad_config_file_says_where_and_exits_2_before_listening(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from controller.main import main
+
+    (tmp_path / "config.yaml").write_text("backends:\n  - type: aws\n    regions: eu-west-1\n")
+    assert main(["serve", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    where = tmp_path / "config.yaml"
+    assert err.startswith(f'dstack-controller: invalid backends[0].regions "eu-west-1" in {where} line 3')
+    assert not (tmp_path / "controller.db").exists()  # nothing was changed
+    (tmp_path / "config.yaml").write_text("burst:\n  controller_address: nowhere\n")
+    assert main(["serve", "--data-dir", str(tmp_path)]) == 2
+    assert "burst.controller_address" in capsys.readouterr().err
