@@ -10,7 +10,10 @@ from tests.integration.conftest import Cluster
 from tests.support.cluster import write_task
 from tests.support.registry import Registry
 
-pytestmark = pytest.mark.docker
+# qemu's handler is enabled before the module's cluster starts: the agent reads binfmt_misc when it
+# starts, and the refusal test checks that the host reports what it could emulate. (binfmt_misc
+# is the whole machine's; something may have unmounted it since the session began.)
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("qemu_aarch64")]
 
 REFUSAL = "refused: image dstack-test/busybox:arm64 is linux/arm64, this host is linux/amd64; emulated runs are refused"
 
