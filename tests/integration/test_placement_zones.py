@@ -114,6 +114,8 @@ def test_offers_names_the_rule_that_rejected_each_host(zoned: Zoned) -> None:
     table = zoned.controller.ctl("offers", "-f", str(task))
     assert table.stdout.startswith("would run on us-host (amd64, us-east-1b)")
     assert "zone eu-west-1a not in [us-east-1b]" in table.stdout
+    assert "Cloud offers" not in table.stdout and table.stderr == ""  # no backend: nothing about clouds
+    assert {r["kind"] for r in rows} == {"host"}
     assert zoned.controller.ctl_json("ps", "-a") == [t for t in zoned.controller.ctl_json("ps", "-a")]  # nothing made
 
 
