@@ -26,6 +26,7 @@ from dstack_hybrid.v1 import hybrid_pb2 as pb
 
 from controller.backends.config import ControllerFileConfig
 from controller.backends.model import (
+    CLOUD_MARKER,
     TAG_CONTROLLER,
     TAG_FLEET,
     TAG_LAUNCH,
@@ -373,8 +374,8 @@ class Burster:
         return False
 
     def note_pending(self, task: TaskRecord, cloud_reason: str) -> None:
-        base = task.reason.split("; cloud: ")[0]
-        reason = f"{base}; cloud: {cloud_reason}" if base else f"cloud: {cloud_reason}"
+        base = task.reason.split(CLOUD_MARKER)[0]
+        reason = f"{base}{CLOUD_MARKER}{cloud_reason}" if base else f"cloud: {cloud_reason}"
         if reason != task.reason:
             task.reason = reason
             self.c.store.update_task(task)

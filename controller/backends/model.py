@@ -20,6 +20,9 @@ TAG_LAUNCH = "dstack-hybrid-launch"  # one id per launch attempt, also on the jo
 TAG_TASK = "dstack-hybrid-task"  # the task the instance was launched for
 TAG_NAME = "Name"  # AWS console's name column; Azure VMs have a name of their own
 
+# Separates a pending task's reason from hosts from what bursting says about it.
+CLOUD_MARKER = "; cloud: "
+
 
 class BackendError(Exception):
     """A cloud call failed: one sentence that names the backend, region and what failed."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 
-from controller.backends.model import BackendError
+from controller.backends.model import CLOUD_MARKER, BackendError
 from controller.configs.fleet import FleetConfiguration
 from controller.configs.task import TaskConfiguration
 from controller.configs.volume import VolumeConfiguration
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("dstack.controller")
 
 SUPPORTED_ARCHES = frozenset({"amd64", "arm64"})
-CLOUD_MARKER = "; cloud: "  # separates a pending task's host reason from what bursting says
 
 
 class Controller:
@@ -231,14 +230,13 @@ class Controller:
 
     def known_zones(self) -> set[str]:
         if self._zones[0] == self.generation:
-            return self._zones[1]
+            return self._zones[1] | self.burst.known_zones if self.burst is not None else self._zones[1]
         zones = {v.zone for v in self.index.hosts() if v.zone}
         zones |= {z for f in self.fleets.values() for z in f.availability_zones}
         zones |= {v.config.availability_zone for v in self.volumes.values() if v.config.availability_zone}
-        if self.burst is not None:
-            zones |= self.burst.known_zones
         self._zones = (self.generation, zones)
-        return zones
+        # The clouds' zones change without a generation bump: added outside the cached set.
+        return zones | self.burst.known_zones if self.burst is not None else zones
 
     # ------------------------------------------------------------- scheduling
     def wake(self) -> None:
@@ -354,9 +352,10 @@ class Controller:
         for name in volume_names:
             applied = self.volumes.get(name)
             try:
-                if self.burst is None or applied is None:
-                    raise BackendError(f"volume {name}: no {applied.config.backend if applied else ''} backend"
-                                       " is configured to attach it")  # fmt: skip
+                if applied is None:
+                    raise BackendError("the volume was deleted")
+                if self.burst is None:
+                    raise BackendError(f"no {applied.config.backend} backend is configured to attach it")
                 await self.burst.attach(applied.config, host_id)
             except BackendError as exc:
                 fresh = self.store.get_task(task.id) or task
