@@ -77,6 +77,14 @@ INVENTORY_INTERVAL_S = 30.0
 LAUNCH_VISIBILITY_GRACE_S = 120.0
 
 
+class ClaimRefused(Exception):
+    """A launch's join token presented by a host that is not (or not yet) that launch's instance."""
+
+    def __init__(self, reason: str, retry: bool = False) -> None:
+        super().__init__(reason)
+        self.retry = retry  # the launch is not recorded yet: the agent's next attempt may pass
+
+
 @dataclass(frozen=True)
 class Plan:
     backend: str
@@ -206,23 +214,24 @@ class Burster:
         self.c.wake()
 
     # ----------------------------------------------------------- registration
-    def claim(self, token: TokenRecord, facts: pb.HostFacts) -> tuple[InstanceRecord | None, str]:
-        """For a join token made for a launch: the launch record, or why this host is not its instance.
-        A copy of the user-data read off another machine is no use: the metadata must name the instance."""
+    def claim(self, token: TokenRecord, facts: pb.HostFacts) -> InstanceRecord | None:
+        """For a join token made for a launch: the launch record, or ClaimRefused saying why this
+        host is not its instance. A copy of the user-data read off another machine is no use: the
+        host's metadata must name the instance. None for a token made for no launch."""
         if not token.description.startswith("launch "):
-            return None, ""
+            return None
         record = self.c.store.get_instance(token.description.removeprefix("launch "))
         if record is None or record.gone:
-            return None, "this join token's launch is over"
+            raise ClaimRefused("this join token's launch is over")
         said = facts.cloud.instance_id if facts.HasField("cloud") else ""
         if not record.cloud_id:
-            return None, "the launch is not recorded yet; retry"
+            raise ClaimRefused("the launch is not recorded yet; retry", retry=True)
         if said != record.cloud_id or (facts.cloud.provider and facts.cloud.provider != record.backend):
-            return None, (
+            raise ClaimRefused(
                 f"this join token is for {record.backend} instance {record.cloud_id}; "
                 f"the host's metadata says {said or 'no instance'}"
             )
-        return record, ""
+        return record
 
     def registered(self, record: InstanceRecord, host_id: str) -> None:
         record.status, record.host_id, record.registered_at = INSTANCE_RUNNING, host_id, self.clock()

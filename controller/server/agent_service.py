@@ -13,6 +13,7 @@ import grpc
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 
+from controller.backends.burst import ClaimRefused
 from controller.pki.ca import cert_serial, host_id_from_cert, sign_host_csr
 from controller.server.auth import bearer, host_for_credential
 from controller.server.convert import facts_json
@@ -145,12 +146,13 @@ class AgentService(pb_grpc.AgentServiceServicer):
                 log.warning("registration refused: a launch's token, and bursting is not configured any more")
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this join token's launch is over")
             return None
-        launch, why = self.c.burst.claim(token, request.facts)
-        if why:
-            log.warning("registration refused: %s", why)
-            code = grpc.StatusCode.UNAVAILABLE if why.endswith("retry") else grpc.StatusCode.PERMISSION_DENIED
-            await context.abort(code, why)
-        return launch
+        try:
+            return self.c.burst.claim(token, request.facts)
+        except ClaimRefused as refused:
+            log.warning("registration refused: %s", refused)
+            code = grpc.StatusCode.UNAVAILABLE if refused.retry else grpc.StatusCode.PERMISSION_DENIED
+            await context.abort(code, str(refused))
+            raise AssertionError("unreachable") from None
 
     def _free_name(self, wanted: str) -> str:
         name, n = wanted, 1

@@ -232,3 +232,24 @@ def test_serve_with_a_bad_config_file_says_where_and_exits_2_before_listening(
     (tmp_path / "config.yaml").write_text("burst:\n  controller_address: nowhere\n")
     assert main(["serve", "--data-dir", str(tmp_path)]) == 2
     assert "burst.controller_address" in capsys.readouterr().err
+
+
+def test_no_cloud_sdk_is_imported_until_a_backend_of_its_kind_is_used() -> None:
+    import subprocess
+    import sys
+
+    script = """
+import sys
+import controller.main, controller.server.app, controller.cli.main
+from controller.backends.burst import Burster
+assert not [m for m in sys.modules if m.split(".")[0] in ("boto3", "botocore", "azure")], "loaded at import"
+from controller.backends.config import AWSBackendConfig
+from controller.backends.registry import Backends
+Backends([AWSBackendConfig(type="aws", regions=["eu-west-1"], endpoint_url="http://127.0.0.1:9")]).get("aws")
+assert "boto3" in sys.modules
+assert not [m for m in sys.modules if m.split(".")[0] == "azure"], "azure loaded for an aws backend"
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).parents[2])  # fmt: skip
+    assert out.stdout.strip() == "ok", out.stderr
