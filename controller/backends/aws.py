@@ -150,6 +150,8 @@ def instance_type_from_api(info: dict[str, Any]) -> InstanceType:
         spot="spot" in (info.get("SupportedUsageClasses") or []),
         family=name.split(".", 1)[0],
         unsupported=unsupported,
+        # `instance-types check` reports a previous generation as retiring (lifecycle.py).
+        previous_generation=info.get("CurrentGeneration") is False,
     )
 
 

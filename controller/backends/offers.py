@@ -143,7 +143,8 @@ def _rule_rejection(req: Requirements, host: HostView, names: frozenset[str]) ->
 
 def sort_key(offering: Offering) -> tuple[object, ...]:
     """Known prices first, cheapest first; unknown prices after, smallest size first (the cheapest
-    guess); then names, so the same offerings always come out in the same order."""
+    guess: fewest vCPUs, least memory, no GPUs or local NVMe the task did not ask for, the current
+    generation); then names, so the same offerings always come out in the same order."""
     itype = offering.instance_type
     return (
         offering.price is None,
@@ -151,6 +152,8 @@ def sort_key(offering: Offering) -> tuple[object, ...]:
         itype.vcpus,
         itype.memory_bytes,
         len(itype.gpus),
+        itype.local_nvme_bytes,
+        itype.previous_generation,
         not offering.spot,
         itype.backend,
         offering.region,

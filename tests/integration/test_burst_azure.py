@@ -69,7 +69,7 @@ def test_instance_types_check_asks_both_clouds(tmp_path: Path, azure: AzureFake,
     controller = start_controller(tmp_path, aws + azure_backend(azure))
     try:
         names = ["Standard_D2s_v6", "Standard_A4_v2", "Standard_D2s_v3", "Standard_B2s", "Standard_D2ps_v6"]
-        names.append("m7g.large")
+        names += ["m7g.large", "m1.small"]
         out = controller.ctl("instance-types", "check", *names, "--json")
         assert out.returncode == 0, out.stderr
         checks = {c["name"]: c for c in json.loads(out.stdout)}
@@ -98,7 +98,9 @@ def test_instance_types_check_asks_both_clouds(tmp_path: Path, azure: AzureFake,
 
         m7g = checks["m7g.large"]
         assert (m7g["backend"], m7g["arch"], m7g["raw_arch"], m7g["supported"]) == ("aws", "arm64", "arm64", True)
-        assert m7g["memory_bytes"] == 8 * 2**30
+        assert m7g["memory_bytes"] == 8 * 2**30 and m7g["lifecycle"] == "current"
+        m1 = checks["m1.small"]  # DescribeInstanceTypes says CurrentGeneration: false
+        assert m1["lifecycle"] == "retiring" and "previous generation" in m1["lifecycle_note"]
 
         human = controller.ctl("instance-types", "check", "Standard_D2s_v6", "--backend", "azure")
         assert human.returncode == 0, human.stderr
