@@ -2,7 +2,7 @@
 
 Nothing here talks to AWS: every client points at the server's 127.0.0.1 endpoint, credentials
 are fake, the instance metadata service is switched off and shared config files are hidden, so
-boto3 neither finds a real profile nor asks 169.254.169.254 for an instance role."""
+boto3 neither finds a real profile nor asks the instance metadata service for an instance role."""
 
 from __future__ import annotations
 
