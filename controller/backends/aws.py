@@ -414,7 +414,8 @@ class AWSBackend:
         if cached is not None and now < cached[0]:
             return cached[1]
         owners = list(self.config.image.owners)
-        pattern = self.config.image.name.replace("{arch}", api_arch)
+        # The name carries Canonical's word (amd64) where the API's filter needs its own (x86_64).
+        pattern = self.config.image.name_for(instance_type.arch)
         answer = self._call(
             region,
             "DescribeImages",
@@ -428,7 +429,7 @@ class AWSBackend:
         images = answer.get("Images", [])
         if not images:
             raise BackendError(
-                f"aws {region}: no image matches owners [{', '.join(owners)}] name {pattern} for {api_arch}"
+                f"aws {region}: no image matches owners [{', '.join(owners)}] name {pattern} architecture {api_arch}"
             )
         # ISO 8601 timestamps in one format: the string order is the time order.
         newest = max(images, key=lambda i: (str(i.get("CreationDate", "")), str(i["ImageId"])))

@@ -21,6 +21,7 @@ Field names follow dstack's server config (`~/.dstack/server/config.yml`) where 
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
@@ -51,13 +52,50 @@ class AWSAccessKeyCreds(ConfigModel):
     secret_key: str
 
 
+# The words a name pattern may carry, and what each becomes for an instance type's architecture.
+IMAGE_NAME_WORDS = {
+    # Debian's word, which Canonical puts in its AMI names (ubuntu-noble-24.04-amd64-server-...).
+    "arch": {"amd64": "amd64", "arm64": "arm64"},
+    # The EC2 API's `architecture` word, which others (Amazon Linux: al2023-ami-...-x86_64) put there.
+    "api_arch": {"amd64": "x86_64", "arm64": "arm64"},
+}
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
 class AWSImageFilter(ConfigModel):
-    """How the AMI is looked up per region and architecture: DescribeImages with these owners
-    and a name pattern; `{arch}` becomes the API's architecture word (x86_64, arm64). The newest
-    match wins, so any region with the image works and nothing holds AMI ids."""
+    """How the AMI is looked up per region and architecture: DescribeImages with these owners, this
+    name pattern and the instance type's architecture (the API's `architecture` filter, always
+    applied: a name says nothing binding about what an image boots). In the pattern `{arch}`
+    becomes amd64 or arm64, as Canonical names its images, and `{api_arch}` becomes x86_64 or
+    arm64, the API's word. The newest match wins, so any region with the image works and nothing
+    holds AMI ids."""
 
     owners: list[str] = ["099720109477"]  # Canonical
     name: str = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-{arch}-server-*"
+
+    @field_validator("owners")
+    @classmethod
+    def _owners(cls, value: list[str]) -> list[str]:
+        # Without an owner DescribeImages searches every public image: anyone can publish one
+        # under any name, so the newest match could be a stranger's.
+        if not value:
+            raise ValueError("owners must name at least one account (099720109477 is Canonical's)")
+        return _distinct(value, "owner")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the image name pattern must not be empty")
+        for word in _PLACEHOLDER.findall(value):
+            if word not in IMAGE_NAME_WORDS:
+                known = " or ".join("{" + w + "}" for w in IMAGE_NAME_WORDS)
+                raise ValueError(f"the image name pattern has {{{word}}}: it may carry {known} only")
+        return value
+
+    def name_for(self, arch: str) -> str:
+        """The pattern for an instance type of this architecture (amd64 or arm64)."""
+        return _PLACEHOLDER.sub(lambda m: IMAGE_NAME_WORDS[m.group(1)][arch], self.name)
 
 
 class AWSBackendConfig(ConfigModel):

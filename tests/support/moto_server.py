@@ -30,8 +30,11 @@ ENV: Mapping[str, str] = {
     "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/dstack-test-aws-credentials",
     # RunInstances refuses instance types the region does not offer, as AWS does.
     "MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION": "true",
+    "MOTO_ENABLE_AMI_VALIDATION": "true",
     # Only the images a test registers exist: "no image matches" is testable, and each region's
-    # backend starts fast after a reset (the default AMIs cost a volume and a snapshot each).
+    # backend starts fast after a reset (the default AMIs cost a volume and a snapshot each). Of
+    # those defaults only two are Canonical's (trusty and xenial, hvm-ssd, amd64); neither matches
+    # the noble filter, and the xenial one is among the registered decoys.
     "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",
 }
 UNSET = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ENDPOINT_URL")
@@ -63,6 +66,8 @@ class MotoServer:
 
         # moto.settings may have been imported before ENV was set (by another test module).
         settings.EC2_ENABLE_INSTANCE_TYPE_VALIDATION = True
+        # RunInstances refuses an AMI id that does not exist, as AWS does.
+        settings.ENABLE_AMI_VALIDATION = True
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()
@@ -95,15 +100,21 @@ class MotoServer:
         created: dt.datetime,
         root_device_name: str = "/dev/sda1",
         state: str = "available",
+        owner: str = ACCOUNT_ID,
+        description: str = "",
     ) -> str:
-        """Registers an AMI owned by ACCOUNT_ID in `region`; returns its id. `arch` is the API's
-        word (x86_64, arm64). moto's RegisterImage takes only a name and a description, so the
-        architecture, root device, creation date and state are set on moto's record of the image
-        (the server runs in this process); DescribeImages then reports them as AWS would."""
-        image_id: str = self.client("ec2", region).register_image(Name=name, Description=name)["ImageId"]
+        """Registers an AMI in `region`, owned by `owner` (this account unless another is named, as
+        Canonical's images are); returns its id. `arch` is the API's word (x86_64, arm64). moto's
+        RegisterImage takes only a name and a description, so the owner, architecture, root device,
+        creation date and state are set on moto's record of the image (the server runs in this
+        process); DescribeImages then reports them as AWS would."""
+        image_id: str = self.client("ec2", region).register_image(Name=name, Description=description or name)["ImageId"]
         from moto.ec2.models import ec2_backends
 
         ami = ec2_backends[ACCOUNT_ID][region].amis[image_id]
+        if owner != ACCOUNT_ID:
+            ami.owner_id = owner
+            ami.launch_permissions.append({"Group": "all"})  # seen from this account only as a public image
         ami.architecture = arch
         ami.root_device_name = root_device_name
         ami.root_device_type = "ebs"
@@ -111,6 +122,18 @@ class MotoServer:
         ami.creation_date = created.astimezone(dt.timezone.utc)
         ami.state = state
         return image_id
+
+    def register_canonical_images(self, region: str) -> dict[str, str]:
+        """Every image of tests/support/canonical_images.py in `region`, owned by Canonical's
+        account; returns name -> image id."""
+        from tests.support.canonical_images import CANONICAL_AMIS, CANONICAL_OWNER
+
+        return {
+            ami.name: self.register_image(
+                region, ami.name, ami.architecture, ami.created, owner=CANONICAL_OWNER, description=ami.description
+            )
+            for ami in CANONICAL_AMIS
+        }
 
     def tag_subnet(self, region: str, zone: str, key: str, cidr: str) -> str:
         """A new subnet in the default VPC in `zone`, tagged `key`; returns its id."""

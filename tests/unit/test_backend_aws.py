@@ -33,11 +33,11 @@ from controller.backends.model import (
     Offering,
 )
 from controller.placement.model import GpuInfo
-from tests.support.moto_server import ACCOUNT_ID, MotoServer
+from tests.support.canonical_images import CANONICAL_OWNER, NEWEST_NOBLE_SERVER
+from tests.support.moto_server import MotoServer
 
 GiB = 2**30
 REGION = "eu-west-1"
-IMAGE_NAME = "dstack-test-{arch}-*"
 
 
 class Clock:
@@ -55,7 +55,6 @@ def make_config(server: MotoServer, regions: list[str] | None = None, **extra: A
             "regions": [REGION, "us-east-1"] if regions is None else regions,
             "endpoint_url": server.url,
             "creds": {"type": "access_key", "access_key": "testing", "secret_key": "testing"},
-            "image": {"owners": [ACCOUNT_ID], "name": IMAGE_NAME},
             **extra,
         }
     )
@@ -351,34 +350,101 @@ def at(day: int) -> dt.datetime:
     return dt.datetime(2025, 1, day, 12, 0, tzinfo=dt.timezone.utc)
 
 
-def test_the_newest_matching_image_per_architecture_wins(moto: MotoServer, sizes: AWSBackend) -> None:
-    moto.register_image(REGION, "dstack-test-arm64-old", "arm64", at(1))
-    arm_new = moto.register_image(REGION, "dstack-test-arm64-new", "arm64", at(5))
-    moto.register_image(REGION, "dstack-test-arm64-pending", "arm64", at(9), state="pending")
-    moto.register_image(REGION, "someone-else-arm64-newest", "arm64", at(10))
-    moto.register_image(REGION, "dstack-test-x86_64-old", "x86_64", at(2))
-    x86_new = moto.register_image(REGION, "dstack-test-x86_64-new", "x86_64", at(3))
-    moto.register_image(REGION, "dstack-test-x86_64-mislabelled", "arm64", at(8))
-    moto.register_image("us-east-1", "dstack-test-arm64-elsewhere", "arm64", at(20))
-
+def test_the_default_filter_finds_canonicals_newest_server_image_per_architecture(
+    moto: MotoServer, sizes: AWSBackend
+) -> None:
+    """Canonical's images as it publishes them (amd64 in the name, x86_64 in the API), with its
+    newer pro, minimal, daily and EKS images beside them: the newest plain server image wins."""
+    ids = moto.register_canonical_images(REGION)
     m7g, t3 = sizes.describe(["m7g.large", "t3.micro"], region=REGION).values()
     assert m7g is not None and t3 is not None
     backend = AWSBackend(make_config(moto))
-    assert backend.boot_image(m7g, REGION) == BootImage(image=arm_new, description="dstack-test-arm64-new")
-    assert backend.boot_image(t3, REGION) == BootImage(image=x86_new, description="dstack-test-x86_64-new")
-    assert backend.boot_image(m7g, "us-east-1").description == "dstack-test-arm64-elsewhere"
+    calls = Calls(backend)
+
+    amd64 = backend.boot_image(t3, REGION)
+    arm64 = backend.boot_image(m7g, REGION)
+
+    assert amd64 == BootImage(image=ids[NEWEST_NOBLE_SERVER["amd64"]], description=NEWEST_NOBLE_SERVER["amd64"])
+    assert arm64 == BootImage(image=ids[NEWEST_NOBLE_SERVER["arm64"]], description=NEWEST_NOBLE_SERVER["arm64"])
+    described = moto.client("ec2", REGION).describe_images(ImageIds=[amd64.image, arm64.image])["Images"]
+    assert {(i["OwnerId"], i["Architecture"]) for i in described} == {
+        (CANONICAL_OWNER, "x86_64"),
+        (CANONICAL_OWNER, "arm64"),
+    }
+    assert calls.count("DescribeImages") == 2
+    # Cached per region and architecture.
+    assert backend.boot_image(t3, REGION) == amd64
+    assert calls.count("DescribeImages") == 2
+
+
+def test_the_api_architecture_filter_is_applied_whatever_the_name_says(moto: MotoServer, sizes: AWSBackend) -> None:
+    """A pattern without an architecture word, and a name that claims amd64 on an arm64 image:
+    the instance type's architecture decides through the API's filter, not through the name."""
+    moto.register_image(REGION, "team-base-amd64-2025-01-01", "x86_64", at(1))
+    x86_new = moto.register_image(REGION, "team-base-amd64-2025-01-03", "x86_64", at(3))
+    moto.register_image(REGION, "team-base-arm64-2025-01-05", "arm64", at(5))
+    mislabelled = moto.register_image(REGION, "team-base-amd64-2025-01-09", "arm64", at(9))
+    moto.register_image(REGION, "team-base-pending", "arm64", at(10), state="pending")
+    moto.register_image(REGION, "team-base-amd64-2025-01-11", "x86_64", at(11), owner=CANONICAL_OWNER)
+    m7g, t3 = sizes.describe(["m7g.large", "t3.micro"], region=REGION).values()
+    assert m7g is not None and t3 is not None
+    backend = AWSBackend(make_config(moto, image={"owners": ["self"], "name": "team-base-*"}))
+    assert backend.boot_image(t3, REGION) == BootImage(image=x86_new, description="team-base-amd64-2025-01-03")
+    # The newest arm64 image by the API's word, whatever its name claims.
+    assert backend.boot_image(m7g, REGION) == BootImage(image=mislabelled, description="team-base-amd64-2025-01-09")
+
+
+def test_api_arch_in_a_pattern_is_the_apis_word_as_amazon_linux_names_use_it(
+    moto: MotoServer, sizes: AWSBackend
+) -> None:
+    """Amazon Linux puts x86_64 in its names (these are names moto ships from AWS's own listing,
+    owner 137112412989): `{api_arch}` says so, where `{arch}` would say amd64."""
+    amazon = "137112412989"
+    x86 = moto.register_image(REGION, "al2023-ami-2023.12.20260930.0-kernel-6.1-x86_64", "x86_64", at(2), owner=amazon)
+    arm = moto.register_image(REGION, "al2023-ami-2023.12.20260930.0-kernel-6.1-arm64", "arm64", at(2), owner=amazon)
+    moto.register_image(
+        REGION, "al2023-ami-minimal-2023.12.20260930.0-kernel-6.1-x86_64", "x86_64", at(3), owner=amazon
+    )
+    m7g, t3 = sizes.describe(["m7g.large", "t3.micro"], region=REGION).values()
+    assert m7g is not None and t3 is not None
+    image = {"owners": [amazon], "name": "al2023-ami-2023.*-kernel-6.1-{api_arch}"}
+    backend = AWSBackend(make_config(moto, image=image))
+    assert backend.boot_image(t3, REGION).image == x86
+    assert backend.boot_image(m7g, REGION).image == arm
+    wrong_word = AWSBackend(make_config(moto, image={**image, "name": "al2023-ami-2023.*-kernel-6.1-{arch}"}))
+    with pytest.raises(BackendError, match=re.escape("name al2023-ami-2023.*-kernel-6.1-amd64 architecture x86_64")):
+        wrong_word.boot_image(t3, REGION)
 
 
 def test_no_matching_image_is_an_error_naming_the_filter(moto: MotoServer, sizes: AWSBackend) -> None:
-    moto.register_image(REGION, "dstack-test-x86_64-only", "x86_64", at(1))
+    moto.register_image(REGION, NEWEST_NOBLE_SERVER["amd64"], "x86_64", at(1), owner=CANONICAL_OWNER)
+    # Canonical's name on an image of another account: the owner filter leaves it out.
+    moto.register_image(REGION, NEWEST_NOBLE_SERVER["arm64"], "arm64", at(1))
     m7g, mac = sizes.describe(["m7g.large", "mac1.metal"], region=REGION).values()
     assert m7g is not None and mac is not None
     backend = AWSBackend(make_config(moto))
     with pytest.raises(BackendError) as err:
         backend.boot_image(m7g, REGION)
-    assert str(err.value) == f"aws eu-west-1: no image matches owners [{ACCOUNT_ID}] name dstack-test-arm64-* for arm64"
+    assert str(err.value) == (
+        "aws eu-west-1: no image matches owners [099720109477] name "
+        "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-arm64-server-* architecture arm64"
+    )
     with pytest.raises(BackendError, match="x86_64_mac"):
         backend.boot_image(mac, REGION)
+
+
+@pytest.mark.parametrize(
+    ("image", "sentence"),
+    [
+        ({"name": "ubuntu-noble-24.04-{architecture}-server-*"}, "it may carry {arch} or {api_arch} only"),
+        ({"name": "  "}, "the image name pattern must not be empty"),
+        ({"owners": []}, "owners must name at least one account"),
+        ({"owners": ["099720109477", "099720109477"]}, 'owner "099720109477" is listed twice'),
+    ],
+)
+def test_a_filter_that_cannot_work_is_refused_when_read(moto: MotoServer, image: dict[str, Any], sentence: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(sentence)):
+        make_config(moto, image=image)
 
 
 # -- launching ----------------------------------------------------------------------------------
@@ -398,9 +464,7 @@ def launch_spec(
     region = zone[:-1]
     itype = backend.describe([type_name], region=region)[type_name]
     assert itype is not None
-    moto.register_image(
-        region, f"dstack-test-{'arm64' if itype.arch == 'arm64' else 'x86_64'}-1", itype.raw_arch, at(1)
-    )
+    moto.register_image(region, NEWEST_NOBLE_SERVER[itype.arch], itype.raw_arch, at(1), owner=CANONICAL_OWNER)
     image = backend.boot_image(itype, region)
     return LaunchSpec(
         name=f"dstack-fleet1-{launch}",
@@ -489,7 +553,8 @@ def test_instances_are_found_by_controller_tag_in_every_region_until_terminated(
     mine_eu = backend.launch(launch_spec(backend, moto, "m7g.large", "eu-west-1b", launch="l1"))
     mine_us = backend.launch(launch_spec(backend, moto, "t3.micro", "us-east-1a", launch="l2"))
     other = backend.launch(launch_spec(backend, moto, "t3.micro", "eu-west-1a", controller="ctl-b", launch="l3"))
-    untagged = moto.client("ec2", REGION).run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1)
+    image_id = describe_instance(moto, REGION, mine_eu.instance_id)["ImageId"]  # RunInstances checks the id
+    untagged = moto.client("ec2", REGION).run_instances(ImageId=image_id, MinCount=1, MaxCount=1)
     assert untagged["Instances"][0]["InstanceId"] not in (mine_eu.instance_id, other.instance_id)
 
     found = {i.instance_id: i for i in backend.instances("ctl-a")}
