@@ -9,7 +9,6 @@ user-data names a TEST-NET address (192.0.2.10) that nothing ever dials."""
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 import os
 import shutil
@@ -21,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.canonical_images import CANONICAL_OWNER, NEWEST_NOBLE_SERVER
 from tests.support.cluster import BIN, ControllerProcess, Process, wait_for, write_task
 from tests.support.moto_server import MotoServer
 
@@ -30,10 +30,10 @@ REGION = "eu-west-1"
 
 @pytest.fixture
 def aws(moto_server: MotoServer) -> MotoServer:
+    """moto with Canonical's images as Canonical publishes them; the controller's config names no
+    image filter, so its default is what finds (or fails to find) them."""
     moto_server.reset()
-    for arch in ("x86_64", "arm64"):
-        moto_server.register_image(REGION, f"dstack-test-{arch}-old", arch, dt.datetime(2025, 1, 1))
-        moto_server.register_image(REGION, f"dstack-test-{arch}-new", arch, dt.datetime(2026, 6, 1))
+    moto_server.register_canonical_images(REGION)
     return moto_server
 
 
@@ -46,7 +46,6 @@ backends:
     regions: [{REGION}]
     endpoint_url: {moto.url}
     creds: {{type: access_key, access_key: testing, secret_key: testing}}
-    image: {{owners: ["123456789012"], name: "dstack-test-{{arch}}-*"}}
 burst:
   controller_address: 192.0.2.10:7443
   package_url: https://packages.example.invalid/dstack-agent_{{arch}}.deb
@@ -168,7 +167,12 @@ def test_arm64_task_bursts_to_a_graviton_instance_in_the_allowed_zone_and_runs(
     assert "arm64" in info["ProcessorInfo"]["SupportedArchitectures"]
     assert info["VCpuInfo"]["DefaultVCpus"] >= 2 and info["MemoryInfo"]["SizeInMiB"] * 0.94 >= 4000
     image = aws.client("ec2", REGION).describe_images(ImageIds=[instance["ImageId"]])["Images"][0]
-    assert image["Name"] == "dstack-test-arm64-new"  # the newest arm64 image of the filter
+    # Canonical's newest arm64 server image, not its newer pro, minimal or EKS ones.
+    assert (image["Name"], image["OwnerId"], image["Architecture"]) == (
+        NEWEST_NOBLE_SERVER["arm64"],
+        CANONICAL_OWNER,
+        "arm64",
+    )
     subnet = aws.client("ec2", REGION).describe_subnets(SubnetIds=[instance["SubnetId"]])["Subnets"][0]
     assert subnet["AvailabilityZone"] == "eu-west-1b"
     tags = tags_of(instance)
@@ -226,6 +230,91 @@ def test_arm64_task_bursts_to_a_graviton_instance_in_the_allowed_zone_and_runs(
     assert len(ec2_instances(aws, ("pending", "running", "terminated", "shutting-down"))) == 1
 
 
+X86_TASK = """\
+type: task
+name: x86-burst
+image: busybox
+commands: ["uname -m"]
+env:
+  DSTACK_SIM_SECONDS: "1"
+resources:
+  cpu: x86:2..
+  memory: 4GB..
+"""
+
+
+def test_amd64_task_bursts_with_canonicals_amd64_image_and_runs(
+    burst_controller: ControllerProcess, aws: MotoServer, tmp_path: Path
+) -> None:
+    """The default filter against Canonical's names: an x86_64 instance type boots the newest
+    ubuntu-noble-24.04-amd64-server image (the name says amd64, the API says x86_64)."""
+    controller = burst_controller
+    apply(controller, tmp_path / "fleet.yaml", CLOUD_FLEET)
+    task = write_task(tmp_path / "x86.yaml", X86_TASK)
+    assert controller.ctl("submit", "-d", "-f", str(task)).returncode == 0
+    instance = wait_for("an instance launched", lambda: ec2_instances(aws) or None, timeout=60)[0]
+    info = aws.client("ec2", REGION).describe_instance_types(InstanceTypes=[instance["InstanceType"]])
+    assert "x86_64" in info["InstanceTypes"][0]["ProcessorInfo"]["SupportedArchitectures"]
+    image = aws.client("ec2", REGION).describe_images(ImageIds=[instance["ImageId"]])["Images"][0]
+    assert (image["Name"], image["OwnerId"], image["Architecture"]) == (
+        NEWEST_NOBLE_SERVER["amd64"],
+        CANONICAL_OWNER,
+        "x86_64",
+    )
+    text = user_data(aws, instance["InstanceId"])
+    assert "https://packages.example.invalid/dstack-agent_amd64.deb" in text
+    sim = start_instance_agent(controller, tmp_path, instance, join_token_in(text), "amd64")
+    try:
+        done = controller.wait_status("x86-burst", "done", timeout=60)
+        host = next(h for h in controller.ctl_json("hosts") if h["name"] == done["host"])
+        assert host["arch"] == "amd64" and host["facts"]["cloud"]["instance_id"] == instance["InstanceId"]
+    finally:
+        sim.stop()
+    assert "no image matches" not in controller.log()
+
+
+def test_a_region_without_the_image_says_which_filter_found_nothing(tmp_path: Path, moto_server: MotoServer) -> None:
+    """Only the arm64 images published: the amd64 task stays pending with the filter named."""
+    moto_server.reset()
+    from tests.support.canonical_images import NOBLE_SERVER
+
+    for ami in NOBLE_SERVER:
+        if ami.architecture == "arm64":
+            moto_server.register_image(REGION, ami.name, ami.architecture, ami.created, owner=CANONICAL_OWNER)
+    write_config(tmp_path / "ctl", moto_server)
+    controller = ControllerProcess(tmp_path / "ctl")
+    controller.start()
+    try:
+        apply(controller, tmp_path / "fleet.yaml", CLOUD_FLEET)
+        assert controller.ctl("submit", "-d", "-f", str(write_task(tmp_path / "x86.yaml", X86_TASK))).returncode == 0
+        row = wait_for(
+            "the task told why",
+            lambda: next((t for t in controller.ctl_json("ps") if "no image matches" in t["reason"]), None),
+            timeout=60,
+        )
+        assert row["status"] == "pending"
+        assert (
+            "name ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-* architecture x86_64" in row["reason"]
+        ), row
+        assert not ec2_instances(moto_server)
+    finally:
+        controller.stop()
+
+
+def test_an_image_filter_with_an_unknown_word_stops_the_controller_with_one_sentence(tmp_path: Path) -> None:
+    config = tmp_path / "controller.yaml"
+    config.write_text("backends:\n  - type: aws\n    image: {name: 'ubuntu-noble-24.04-{architecture}-server-*'}\n")
+    out = subprocess.run(
+        [str(BIN / "dstack-controller"), "serve", "--config", str(config), "--data-dir", str(tmp_path / "d"),
+         "--listen", "127.0.0.1:0"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 2, out
+    assert "{architecture}" in out.stderr and "{arch} or {api_arch}" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
 def submit_and_wait_for_a_launch(controller: ControllerProcess, aws: MotoServer, tmp_path: Path) -> dict[str, Any]:
     """The cloud fleet applied and the arm64 task submitted: the instance the controller launched."""
     apply(controller, tmp_path / "fleet.yaml", CLOUD_FLEET)
@@ -235,9 +324,7 @@ def submit_and_wait_for_a_launch(controller: ControllerProcess, aws: MotoServer,
     return instance
 
 
-def test_a_controller_restart_mid_launch_neither_launches_twice_nor_forgets(
-    tmp_path: Path, aws: MotoServer
-) -> None:
+def test_a_controller_restart_mid_launch_neither_launches_twice_nor_forgets(tmp_path: Path, aws: MotoServer) -> None:
     data = tmp_path / "ctl"
     write_config(data, aws)
     controller = ControllerProcess(data)
