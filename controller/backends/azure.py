@@ -40,6 +40,7 @@ from azure.mgmt.network import models as nmodels
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from controller.backends.azure_images import PublishedImage, find_published, parse_urn
 from controller.backends.config import AzureBackendConfig, AzureClientCreds
 from controller.backends.model import (
     TAG_CONTROLLER,
@@ -159,10 +160,10 @@ def _number(value: str | None) -> float:
 
 
 def _parse_urn(urn: str) -> tuple[str, str, str, str]:
-    parts = urn.split(":")
-    if len(parts) != 4 or not all(parts):
+    parts = parse_urn(urn)
+    if parts is None:
         raise BackendConfigError(f'azure: image "{urn}" is not a URN publisher:offer:sku:version')
-    return parts[0], parts[1], parts[2], parts[3]
+    return parts
 
 
 def _computer_name(name: str) -> str:
@@ -214,6 +215,7 @@ class AzureBackend:
         self._regions: _Cached | None = None
         self._skus: dict[str, _Cached] = {}
         self._prices: dict[str, _Cached] = {}
+        self._images: dict[str, _Cached] = {}  # "region|urn" -> PublishedImage
         self._subnets: dict[str, str] = {}  # region -> subnet id, ensured in this process
         self._ssh_key: str | None = config.ssh_public_key
         transport: dict[str, Any] = {}
@@ -514,16 +516,46 @@ class AzureBackend:
         if instance_type.arch == "arm64":
             if "V2" not in generations:
                 raise BackendError(f"azure {region}: {instance_type.name} cannot boot: Arm64 without Gen2")
-            urn, generation = images.gen2_arm64, "V2"
+            key, generation = "gen2_arm64", "V2"
         elif instance_type.arch == "amd64":
-            urn, generation = (images.gen2_amd64, "V2") if "V2" in generations else (images.gen1_amd64, "V1")
+            key, generation = ("gen2_amd64", "V2") if "V2" in generations else ("gen1_amd64", "V1")
         else:
             raise BackendError(f"azure {region}: {instance_type.name} cannot boot: unknown architecture")
+        urn = str(getattr(images, key))
         # The Gen2 images boot with either controller; sizes without SCSI (Dsv6, Esv6) need NVMe.
         controller = "NVMe" if "NVMe" in controllers and "SCSI" not in controllers else "SCSI"
         if controller == "NVMe" and generation != "V2":
             raise BackendError(f"azure {region}: {instance_type.name} cannot boot: NVMe needs a Gen2 image")
+        published = self._published(region, urn)
+        where = f"azure {region}: image {urn} (images.{key})"
+        if published is None:
+            raise BackendError(f"{where} is not published in {region}; `az vm image list --all --location "
+                               f"{region} --publisher {urn.split(':')[0]}` lists what is")  # fmt: skip
+        if published.arch != instance_type.arch:
+            raise BackendError(
+                f"{where} is {published.arch or 'of another architecture'}, "
+                f"{instance_type.name} is {instance_type.arch}"
+            )
+        if published.generation != generation:
+            raise BackendError(f"{where} is a Gen{published.generation[1:]} image where Gen{generation[1:]} is needed")
+        if controller not in published.disk_controllers:
+            raise BackendError(f"{where} does not boot with the {controller} disk controller {instance_type.name} has")
         return BootImage(image=urn, description=urn, generation=generation, disk_controller=controller)
+
+    def _published(self, region: str, urn: str) -> PublishedImage | None:
+        """The image as the Virtual Machine Images API describes it, cached for the TTL when found."""
+        key = f"{region.lower()}|{urn.lower()}"
+        with self._lock:
+            cached = self._images.get(key)
+        if cached is not None and self._clock() < cached.expires:
+            found: PublishedImage = cached.value
+            return found
+        with self._guard(region, f"looking up image {urn}"):
+            published = find_published(self._compute.virtual_machine_images, region, urn)
+        if published is not None:
+            with self._lock:
+                self._images[key] = _Cached(self._clock() + self._ttl, published)
+        return published
 
     # ---- launch
 

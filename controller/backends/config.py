@@ -125,11 +125,22 @@ class AzureClientCreds(ConfigModel):
 
 class AzureImages(ConfigModel):
     """Marketplace image URNs (publisher:offer:sku:version) by generation and architecture:
-    Canonical's Ubuntu 24.04, whose Gen2 image also boots with the NVMe disk controller."""
+    Canonical's Ubuntu 24.04 as Canonical publishes it (offer ubuntu-24_04-lts, SKUs server,
+    server-gen1, server-arm64), whose Gen2 images also boot with the NVMe disk controller. Before a
+    launch the Virtual Machine Images API is asked whether the URN exists in the region and boots
+    the size's generation, architecture and disk controller."""
 
     gen1_amd64: str = "Canonical:ubuntu-24_04-lts:server-gen1:latest"
     gen2_amd64: str = "Canonical:ubuntu-24_04-lts:server:latest"
     gen2_arm64: str = "Canonical:ubuntu-24_04-lts:server-arm64:latest"
+
+    @field_validator("gen1_amd64", "gen2_amd64", "gen2_arm64")
+    @classmethod
+    def _urn(cls, value: str) -> str:
+        parts = value.split(":")
+        if len(parts) != 4 or not all(part.strip() for part in parts):
+            raise ValueError(f'"{value}" is not a URN publisher:offer:sku:version (a version or latest)')
+        return value
 
 
 class AzureBackendConfig(ConfigModel):

@@ -4,7 +4,6 @@ loopback HTTPS Resource Manager fake (tests/support/azure_fake.py) and moto for 
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 import os
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.support.azure_fake import AzureFake
+from tests.support.canonical_images import NEWEST_NOBLE_SERVER
 from tests.support.cluster import BIN, ControllerProcess, Process, wait_for, write_task
 from tests.support.moto_server import MotoServer
 
@@ -58,18 +58,17 @@ def start_controller(tmp_path: Path, backends: str) -> ControllerProcess:
 def test_instance_types_check_asks_both_clouds(tmp_path: Path, azure: AzureFake, moto_server: MotoServer) -> None:
     azure.reset()
     moto_server.reset()
-    moto_server.register_image("us-east-1", "dstack-test-arm64-1", "arm64", dt.datetime(2026, 1, 1))
+    moto_server.register_canonical_images("us-east-1")
     aws = f"""\
   - type: aws
     regions: [us-east-1]
     endpoint_url: {moto_server.url}
     creds: {{type: access_key, access_key: testing, secret_key: testing}}
-    image: {{owners: ["123456789012"], name: "dstack-test-{{arch}}-*"}}
 """
     controller = start_controller(tmp_path, aws + azure_backend(azure))
     try:
         names = ["Standard_D2s_v6", "Standard_A4_v2", "Standard_D2s_v3", "Standard_B2s", "Standard_D2ps_v6"]
-        names += ["m7g.large", "m1.small"]
+        names += ["m7g.large", "m5.large", "m1.small"]
         out = controller.ctl("instance-types", "check", *names, "--json")
         assert out.returncode == 0, out.stderr
         checks = {c["name"]: c for c in json.loads(out.stdout)}
@@ -98,7 +97,10 @@ def test_instance_types_check_asks_both_clouds(tmp_path: Path, azure: AzureFake,
 
         m7g = checks["m7g.large"]
         assert (m7g["backend"], m7g["arch"], m7g["raw_arch"], m7g["supported"]) == ("aws", "arm64", "arm64", True)
+        assert m7g["image"] == NEWEST_NOBLE_SERVER["arm64"]  # Canonical's, found by the default filter
         assert m7g["memory_bytes"] == 8 * 2**30 and m7g["lifecycle"] == "current"
+        m5 = checks["m5.large"]
+        assert (m5["raw_arch"], m5["supported"], m5["image"]) == ("x86_64", True, NEWEST_NOBLE_SERVER["amd64"])
         m1 = checks["m1.small"]  # DescribeInstanceTypes says CurrentGeneration: false
         assert m1["lifecycle"] == "retiring" and "previous generation" in m1["lifecycle_note"]
 
@@ -109,6 +111,44 @@ def test_instance_types_check_asks_both_clouds(tmp_path: Path, azure: AzureFake,
         unknown = controller.ctl("instance-types", "check", "Standard_Nope_v9")
         assert unknown.returncode == 1
         assert "not offered" in unknown.stdout
+    finally:
+        controller.stop()
+
+
+def test_a_urn_canonical_does_not_publish_is_named_by_instance_types_check_and_launches_nothing(
+    tmp_path: Path, azure: AzureFake
+) -> None:
+    """The jammy offer's naming carried over to noble (server-gen2 is no SKU of ubuntu-24_04-lts):
+    the check names the key and the image, and a burst never creates a NIC or VM."""
+    azure.reset()
+    backend = azure_backend(azure) + "    images: {gen2_arm64: 'Canonical:ubuntu-24_04-lts:server-gen2-arm64:latest'}\n"
+    controller = start_controller(tmp_path, backend)
+    try:
+        out = controller.ctl("instance-types", "check", "Standard_D2ps_v6", "Standard_D2s_v6", "--json")
+        assert out.returncode == 0, out.stderr
+        checks = {c["name"]: c for c in json.loads(out.stdout)}
+        arm = checks["Standard_D2ps_v6"]
+        assert arm["supported"] is False
+        assert (
+            "image Canonical:ubuntu-24_04-lts:server-gen2-arm64:latest (images.gen2_arm64) "
+            "is not published in westeurope"
+            in arm["reason"]
+        )
+        assert checks["Standard_D2s_v6"]["supported"] is True  # the default gen2_amd64 is Canonical's
+
+        (tmp_path / "fleet.yaml").write_text("type: fleet\nname: az\nnodes: 0..1\nbackends: [azure]\n")
+        assert controller.ctl("apply", "-f", str(tmp_path / "fleet.yaml")).returncode == 0
+        task = write_task(
+            tmp_path / "arm.yaml",
+            'type: task\nname: az-arm\nimage: busybox\ncommands: ["uname -m"]\nresources:\n  cpu: arm:2..\n',
+        )
+        assert controller.ctl("submit", "-d", "-f", str(task)).returncode == 0
+        wait_for(
+            "the task told why",
+            lambda: "is not published" in controller.task("az-arm")["reason"] or None,
+            timeout=60,
+        )
+        assert not azure.calls("PUT", r"/(virtualMachines|networkInterfaces)/")
     finally:
         controller.stop()
 

@@ -14,7 +14,11 @@ discovery document and its token endpoint (client credentials); every ARM call m
 
 ARM is modelled as far as the backend needs and as the real one refuses: a VM PUT is checked against
 the size's SKU (region, zones, restrictions, Hyper-V generation, architecture, disk controllers,
-Premium storage, Spot), the image catalogue and the NIC it names; it answers 201 with
+Premium storage, Spot), the image catalogue and the NIC it names. The catalogue is the images
+Canonical publishes (tests/support/canonical_images.py), served by the Virtual Machine Images API
+(a SKU's versions, one version's generation, architecture and disk controllers; 404 NotFound
+"Artifact: VMImage was not found." otherwise); a PUT naming any other URN or version gets ARM's 404
+PlatformImageNotFound. A VM PUT answers 201 with
 provisioningState Creating and an Azure-AsyncOperation header, and the operation reports Succeeded
 (or a queued failure, as allocation failures arrive) when polled. `fail_next_vm_put = (code, status)`
 makes the next VM PUT fail synchronously instead (quota, SkuNotAvailable).
@@ -46,6 +50,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.support.canonical_images import AZURE_CANONICAL_IMAGES
 
 SUBSCRIPTION_ID = "6f1c2a4e-0b7d-4c53-9a51-2d8e3f4b5a60"
 TENANT_ID = "72f988bf-0000-4000-8000-2d7cd011db47"
@@ -304,16 +310,13 @@ def default_prices() -> list[Json]:
     ]
 
 
-# (publisher, offer, sku) lower-case -> what the marketplace image is.
+# (publisher, offer, sku) lower-case -> what the marketplace image is and its versions (oldest
+# first): the SKUs Canonical publishes (tests/support/canonical_images.py), and no others.
 IMAGES: dict[tuple[str, str, str], Json] = {
-    ("canonical", "ubuntu-24_04-lts", "server"): {"generation": "V2", "arch": "x64", "controllers": ["SCSI", "NVMe"]},
-    ("canonical", "ubuntu-24_04-lts", "server-gen1"): {"generation": "V1", "arch": "x64", "controllers": ["SCSI"]},
-    ("canonical", "ubuntu-24_04-lts", "server-arm64"): {
-        "generation": "V2",
-        "arch": "Arm64",
-        "controllers": ["SCSI", "NVMe"],
-    },
+    (publisher.lower(), offer.lower(), sku.lower()): {**image, "names": (publisher, offer, sku)}
+    for (publisher, offer, sku), image in AZURE_CANONICAL_IMAGES.items()
 }
+IMAGE_NOT_FOUND = "Artifact: VMImage was not found."  # ARM's answer for an image it does not publish
 
 
 # ---- TLS
@@ -555,6 +558,14 @@ class AzureFake:
         m = re.fullmatch(r"providers/Microsoft\.(?:Compute|Network)/locations/([^/]+)/operations/([^/]+)", rest, re.I)
         if m and method == "GET":
             return self._operation(m.group(2))
+        m = re.fullmatch(
+            r"providers/Microsoft\.Compute/locations/([^/]+)/publishers/([^/]+)/artifacttypes/vmimage/offers/([^/]+)"
+            r"/skus/([^/]+)/versions(?:/([^/]+))?",
+            rest,
+            re.I,
+        )
+        if m and method == "GET":
+            return self._vm_image(*m.groups())
         resource = r"resourceGroups/([^/]+)/providers/Microsoft\.(Compute|Network)/(\w+)(?:/([^/]+))?"
         m = re.fullmatch(resource, rest, re.I)
         if not m:
@@ -800,6 +811,45 @@ class AzureFake:
 
     # ---- networks
 
+    def _vm_image(self, location: str, publisher: str, offer: str, sku: str, version: str | None) -> Answer:
+        """The Virtual Machine Images API: a SKU's versions (a bare JSON array, oldest first), or one
+        version with what it boots (Hyper-V generation, architecture, disk controllers)."""
+        image = self.images.get((publisher.lower(), offer.lower(), sku.lower()))
+        known = {
+            str(loc["name"]).lower() for loc in self.locations if loc.get("metadata", {}).get("regionType") != "Logical"
+        }
+        if image is None or location.lower() not in known or (version is not None and version not in image["versions"]):
+            return _error(404, "NotFound", IMAGE_NOT_FOUND)
+        pub, off, sk = image["names"]
+        base = (
+            f"/Subscriptions/{self.subscription_id}/Providers/Microsoft.Compute/Locations/{location}/Publishers/{pub}"
+            f"/ArtifactTypes/VMImage/Offers/{off}/Skus/{sk}/Versions"
+        )
+        if version is None:
+            return 200, [{"location": location, "name": v, "id": f"{base}/{v}"} for v in image["versions"]], {}
+        features = [
+            {"name": "SecurityType", "value": "TrustedLaunchSupported"},
+            {"name": "IsAcceleratedNetworkSupported", "value": "True"},
+            {"name": "DiskControllerTypes", "value": ", ".join(image["controllers"])},
+        ]
+        return (
+            200,
+            {
+                "name": version,
+                "location": location,
+                "id": f"{base}/{version}",
+                "properties": {
+                    "hyperVGeneration": image["generation"],
+                    "architecture": image["arch"],
+                    "osDiskImage": {"operatingSystem": "Linux"},
+                    "dataDiskImages": [],
+                    "features": features,
+                    "imageDeprecationStatus": {"imageState": "Active"},
+                },
+            },
+            {},
+        )
+
     def _vnet_put(self, rg: str, name: str, body: Json) -> Answer:
         location = body.get("location")
         if not location:
@@ -970,13 +1020,19 @@ class AzureFake:
         )
         image = self.images.get(image_key)
         urn = ":".join(str(ref.get(k, "")) for k in ("publisher", "offer", "sku", "version"))
-        if image is None:
-            return _error(
+        version = str(ref.get("version", ""))
+        if image is None or (version.lower() != "latest" and version not in image["versions"]) or not image["versions"]:
+            # What ARM answers for a URN it does not publish (Target imageReference, HTTP 404).
+            status, err, extra = _error(
                 404,
                 "PlatformImageNotFound",
                 f"The platform image '{urn}' is not available. Verify that all fields in the storage "
-                "profile are correct.",
+                "profile are correct. For more details about storage profile information, please refer to "
+                "https://aka.ms/storageprofile",
             )
+            err["error"]["target"] = "imageReference"
+            return status, err, extra
+        exact_version = image["versions"][-1] if version.lower() == "latest" else version
         generations = [g.strip() for g in caps.get("HyperVGenerations", "V1").split(",")]
         if image["generation"] not in generations:
             return _error(
@@ -1107,7 +1163,7 @@ class AzureFake:
             "storageAccountType": account,
             "id": self._id(rg, "Microsoft.Compute/disks", stored_storage["osDisk"]["name"]),
         }
-        stored_storage["imageReference"] = {**ref, "exactVersion": "24.04.202501140"}
+        stored_storage["imageReference"] = {**ref, "exactVersion": exact_version}
         stored_storage["dataDisks"] = self._stored_data_disks(storage.get("dataDisks") or [])
         stored_props["vmId"] = vm_id
         stored_props["timeCreated"] = _now()

@@ -22,6 +22,7 @@ from controller.backends.model import (
     TAG_FLEET,
     BackendConfigError,
     BackendError,
+    BootImage,
     CapacityError,
     CloudInstance,
     InstanceType,
@@ -29,6 +30,7 @@ from controller.backends.model import (
     Offering,
 )
 from tests.support.azure_fake import AzureFake
+from tests.support.canonical_images import AZURE_VERSIONS
 
 GIB = 1024**3
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -331,6 +333,92 @@ def test_an_arm64_size_without_gen2_has_no_image(backend: AzureBackend) -> None:
         backend.boot_image(itype, "westeurope")
 
 
+def test_the_images_api_is_asked_once_per_region_and_urn(fake: AzureFake, backend: AzureBackend) -> None:
+    d2s, e2s = backend.describe(["Standard_D2s_v6", "Standard_E2s_v6"], "westeurope").values()
+    assert d2s is not None and e2s is not None
+    backend.boot_image(d2s, "westeurope")
+    backend.boot_image(e2s, "westeurope")  # the same URN: cached
+    versions = fake.calls(
+        "GET", r"/publishers/Canonical/artifacttypes/vmimage/offers/ubuntu-24_04-lts/skus/server/versions$"
+    )
+    exact = fake.calls("GET", r"/skus/server/versions/[^/]+$")
+    assert len(versions) == 1 and len(exact) == 1
+    # `latest` is the highest published version, compared as numbers.
+    assert exact[0][1].endswith("/versions/" + AZURE_VERSIONS[-1])
+
+
+@pytest.mark.parametrize(
+    ("images", "size", "sentence"),
+    [
+        # The jammy offer's SKU naming (22_04-lts-gen2) carried over: ubuntu-24_04-lts has no such SKU.
+        (
+            {"gen2_amd64": "Canonical:ubuntu-24_04-lts:server-gen2:latest"},
+            "Standard_D2s_v6",
+            "image Canonical:ubuntu-24_04-lts:server-gen2:latest (images.gen2_amd64) is not published in westeurope",
+        ),
+        (
+            {"gen2_amd64": "Canonical:ubuntu-24_04-lts:server:24.04.209901010"},
+            "Standard_D2s_v6",
+            "image Canonical:ubuntu-24_04-lts:server:24.04.209901010 (images.gen2_amd64) is not published",
+        ),
+        (
+            {"gen2_arm64": "Canonical:ubuntu-24_04-lts:server:latest"},
+            "Standard_D2ps_v6",
+            "(images.gen2_arm64) is amd64, Standard_D2ps_v6 is arm64",
+        ),
+        (
+            {"gen2_amd64": "Canonical:ubuntu-24_04-lts:server-gen1:latest"},
+            "Standard_D2s_v3",
+            "(images.gen2_amd64) is a Gen1 image where Gen2 is needed",
+        ),
+    ],
+)
+def test_an_image_the_api_does_not_describe_as_needed_is_refused_before_anything_is_created(
+    fake: AzureFake, clock: Clock, images: dict[str, str], size: str, sentence: str
+) -> None:
+    backend = AzureBackend(make_config(fake, images=images), clock=clock)
+    try:
+        itype = backend.describe([size], "westeurope")[size]
+        assert itype is not None
+        with pytest.raises(BackendError) as err:
+            backend.boot_image(itype, "westeurope")
+        assert sentence in str(err.value)
+        assert type(err.value) is BackendError and str(err.value).startswith("azure westeurope: ")
+    finally:
+        backend.close()
+    assert not fake.calls("PUT", r".")
+
+
+def test_a_pinned_version_canonical_published_boots(fake: AzureFake, clock: Clock) -> None:
+    urn = f"Canonical:ubuntu-24_04-lts:server:{AZURE_VERSIONS[0]}"
+    backend = AzureBackend(make_config(fake, images={"gen2_amd64": urn}), clock=clock)
+    try:
+        instance = launch(backend, "dstack-fleet-a-0100", "Standard_D2s_v6", zone="2")
+        ref = fake.vms[instance.name.lower()]["properties"]["storageProfile"]["imageReference"]
+        assert (ref["version"], ref["exactVersion"]) == (AZURE_VERSIONS[0], AZURE_VERSIONS[0])
+    finally:
+        backend.close()
+
+
+def test_arm_refuses_a_vm_put_naming_an_image_it_does_not_publish(fake: AzureFake, backend: AzureBackend) -> None:
+    """The fake's PUT answers as ARM does (404 PlatformImageNotFound, target imageReference) for a URN
+    outside Canonical's list, so a default that skipped the lookup would still fail here."""
+    off = offering(backend, "Standard_D2s_v6", zone="2")
+    wrong = BootImage("Canonical:ubuntu-24_04-lts:server-gen2:latest", "", "V2", "NVMe")
+    with pytest.raises(
+        BackendError,
+        match=r"PlatformImageNotFound: The platform image 'Canonical:ubuntu-24_04-lts:server-gen2:latest' is not",
+    ):
+        backend.launch(LaunchSpec("dstack-fleet-a-0101", off, wrong, USER_DATA, {}))
+    assert fake.vms == {} and fake.nics == {}
+
+
+@pytest.mark.parametrize("urn", ["Canonical:ubuntu-24_04-lts:server", "Canonical::server:latest", "ubuntu2404"])
+def test_a_urn_that_is_not_four_parts_is_refused_when_read(fake: AzureFake, urn: str) -> None:
+    with pytest.raises(ValueError, match="is not a URN publisher:offer:sku:version"):
+        make_config(fake, images={"gen2_amd64": urn})
+
+
 # ---- launch
 
 
@@ -466,9 +554,11 @@ def test_an_allocation_failure_reported_by_the_operation_deletes_the_failed_vm(
 
 
 def test_other_refusals_are_backend_errors(fake: AzureFake, backend: AzureBackend) -> None:
-    fake.images.clear()  # the marketplace image is gone
+    off = offering(backend, "Standard_D2s_v6", zone="2")
+    spec = LaunchSpec("dstack-fleet-a-0006", off, backend.boot_image(off.instance_type, off.region), USER_DATA, {})
+    fake.images.clear()  # the marketplace image is withdrawn between the check and the launch
     with pytest.raises(BackendError) as err:
-        launch(backend, "dstack-fleet-a-0006", "Standard_D2s_v6", zone="2")
+        backend.launch(spec)
     assert not isinstance(err.value, CapacityError)
     assert "PlatformImageNotFound" in str(err.value)
     assert fake.nics == {}
