@@ -104,6 +104,11 @@ def test_a_full_disk_is_one_sentence_hosts_stay_online_and_it_heals(tmpfs: Mount
     sim.start()
     try:
         wait_for("the simulated host online", lambda: controller.ctl_json("hosts")[0]["status"] == "online")
+        # A task that ends while the disk is full: its exit and its output cannot be stored then.
+        slow = TASK.format(name="t0").replace('"1"', '"3"')
+        out = controller.ctl("submit", "-d", "-f", str(write_task(tmp_path / "t0.yaml", slow)))
+        assert out.returncode == 0, out.stderr
+        controller.wait_status("t0", "running")
         filler = fill(data_dir)
 
         # (a) a call that must write says so in one sentence, exit 1.
@@ -126,6 +131,9 @@ def test_a_full_disk_is_one_sentence_hosts_stay_online_and_it_heals(tmpfs: Mount
         out = controller.ctl("submit", "-f", str(write_task(tmp_path / "t2.yaml", TASK.format(name="t2"))))
         assert out.returncode == 0, out.stderr
         assert controller.task("t2")["status"] == "done"
+        # The report lost while full was asked for again: the task ended, with its output.
+        assert controller.wait_status("t0", "done", timeout=15)["exit"] == 0
+        assert controller.logs("t0").stdout.strip() != ""
         assert "the controller's storage accepts writes again" in controller.log()
         assert controller.running and sim.running
     finally:
