@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import sys
 import time
 from pathlib import Path
 
+from controller import datadir
 from controller.configs.loader import ConfigError
 from controller.images.platforms import LookupSettings
 from controller.pki.discovery import split_address
+from controller.server.ports import ListenError
 from controller.settings import (
     DEFAULT_LISTEN,
     ControllerSettings,
@@ -21,7 +24,7 @@ from controller.settings import (
     default_database_url,
     load_controller_file,
 )
-from controller.store import Store, StoreURLError, open_store
+from controller.store import FULL, StorageError, Store, StoreURLError, open_store, sqlite_path
 from controller.tls import load_ca
 from controller.tokens import create_token, parse_duration
 
@@ -103,12 +106,53 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--database-url", default=None)
 
 
-def _open(args: argparse.Namespace) -> tuple[Path, str, Store]:
-    data_dir: Path = args.data_dir or default_data_dir()
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    url = args.database_url or default_database_url(data_dir)
+def _open_serving(data_dir: Path, database_url: str | None) -> tuple[str, Store, int]:
+    """`serve`: makes the data dir when it is new and locks it before anything in it is opened
+    or written; returns the lock's descriptor, to be held while serving."""
+    url = database_url or default_database_url(data_dir)
     try:
-        return data_dir, url, open_store(url)
+        # A database elsewhere is opened first: a bad URL then changes nothing. It writes nothing in
+        # the data dir, which is still locked: the CA and admin token there are this process's own.
+        store = open_store(url) if sqlite_path(url) is None else None
+        datadir.prepare(data_dir)
+        lock = datadir.lock(data_dir)
+        return url, store or open_store(url), lock
+    except StoreURLError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _check_ports(data_dir: Path, addresses: list[str]) -> None:
+    """Before the data dir is made or written: a taken port is refused, and when a controller
+    serves this data dir that is the reason given (it names the pid)."""
+    from controller.server.ports import check
+
+    for address in addresses:
+        try:
+            check(address)
+        except ListenError:
+            holder = datadir.served_by(data_dir)
+            if holder is not None:
+                raise datadir.DataDirError(datadir.busy(data_dir, holder)) from None
+            raise
+
+
+def _open_existing(args: argparse.Namespace) -> tuple[Path, str, Store]:
+    """`token` and `cloud-init`: the data dir and database of a controller that was started
+    before; nothing is created (a token for a controller that does not exist is worse than none)."""
+    found = datadir.find(args.data_dir)
+    if found.note:
+        logging.getLogger("dstack.controller").warning("%s", found.note)
+    data_dir = found.data_dir
+    url = args.database_url or os.environ.get("DSTACK_DATABASE_URL") or found.database_url
+    url = url or default_database_url(data_dir)
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        raise UsageError(
+            f"no controller database at {path}: start `dstack-controller serve` with this data dir first, "
+            "or pass the --database-url it serves with"
+        )
+    try:
+        return data_dir, url, open_store(url, create=False)
     except StoreURLError as exc:
         raise UsageError(str(exc)) from None
 
@@ -161,7 +205,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             split_address(burst_address)
         except ValueError as exc:
             raise UsageError(f"burst.controller_address{where}: {exc}") from None
-    data_dir, url, store = _open(args)
+    agent_listen = agent_listen or default_agent_listen(listen)
+    _check_ports(data_dir, [listen] if args.insecure else [listen, agent_listen])
+    url, store, lock = _open_serving(data_dir, args.database_url)
     settings = ControllerSettings(
         data_dir=data_dir,
         database_url=url,
@@ -170,7 +216,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         heartbeat_interval_s=max(1, int(heartbeat)),
         stop_grace_s=int(stop_grace),
         image_lookup=LookupSettings(enabled=image_lookup == "on", docker_hub_mirror=mirror),
-        agent_listen=agent_listen or default_agent_listen(listen),
+        agent_listen=agent_listen,
         insecure=args.insecure,
         host_cert_validity_s=cert_validity,
         tls_sans=[*file_config.tls_san, *args.tls_san],
@@ -183,12 +229,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log.info("created the admin API token in %s (mode 0600)", settings.admin_token_path)
     else:
         log.info("admin API token is in %s", settings.admin_token_path)
-    asyncio.run(serve(settings, store))
+    try:
+        asyncio.run(serve(settings, store))
+    finally:
+        os.close(lock)  # the kernel would drop it at exit anyway; said here so the fd is visibly held
     return 0
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    data_dir, _, store = _open(args)
+    data_dir, _, store = _open_existing(args)
     if args.token_command == "create":
         if args.uses is not None and args.uses < 1:
             raise UsageError("--uses must be at least 1")
@@ -252,11 +301,20 @@ def cmd_cloud_init(args: argparse.Namespace) -> int:
             "the user-data dials %s, a loopback address: pass --controller with the address the VM reaches",
             args.controller,
         )
-    data_dir, _, store = _open(args)
+    data_dir, _, store = _open_existing(args)
     fingerprint = load_ca(data_dir)[0].fingerprint
     _, text = create_token(store, "join", ttl_s=ttl, uses=1, fleet=args.fleet, ca_fingerprint=fingerprint)
     print(render_user_data(args.controller, text, args.fleet, args.package_url, args.package_path, extra), end="")
     return 0
+
+
+def _os_error(exc: OSError) -> str:
+    """One sentence for an environment failure (the file it concerns, not Python's errno tuple)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return FULL + (f" (writing {exc.filename})" if exc.filename else "")
+    if exc.filename and exc.strerror:
+        return f"{exc.filename}: {exc.strerror.lower()}"
+    return str(exc)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -276,8 +334,18 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"dstack-controller: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
+    except ListenError as exc:
         print(f"dstack-controller: {exc}", file=sys.stderr)
+        return exc.status
+    except datadir.DataDirError as exc:
+        print(f"dstack-controller: {exc}", file=sys.stderr)
+        return exc.status
+    except StorageError as exc:
+        logging.getLogger("dstack.controller").debug("storage: %s", exc.detail)
+        print(f"dstack-controller: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"dstack-controller: {_os_error(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

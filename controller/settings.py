@@ -8,6 +8,7 @@ from pathlib import Path
 
 from controller.backends.config import ControllerFileConfig
 from controller.configs.loader import load_settings_file
+from controller.datadir import service_data_dir
 from controller.images.platforms import LookupSettings
 
 SYSTEM_CONFIG = Path("/etc/dstack/controller.yaml")
@@ -30,7 +31,7 @@ def default_data_dir() -> Path:
     env = os.environ.get("DSTACK_CONTROLLER_DATA_DIR")
     if env:
         return Path(env)
-    return Path("/var/lib/dstack-controller") if running_as_service() else Path.home() / ".dstack-controller"
+    return service_data_dir() if running_as_service() else Path.home() / ".dstack-controller"
 
 
 def default_database_url(data_dir: Path) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import uuid
@@ -21,6 +22,7 @@ from controller.server.core import SUPPORTED_ARCHES, Controller
 from controller.server.requirements import fleet_admission
 from controller.server.sessions import AgentSession
 from controller.server.views import host_view
+from controller.store import StorageError
 from controller.store.records import HostRecord, InstanceRecord, StoredLogLine, TokenRecord
 from controller.tokens import TokenFormatError, format_token, hash_secret, parse_token, secrets_match
 
@@ -238,7 +240,8 @@ class AgentService(pb_grpc.AgentServiceServicer):
             raise AssertionError("unreachable")
         if serial == host.cert_serial and host.prev_cert_serial:
             host.prev_cert_serial = ""  # the agent uses its newest certificate: the older one is done
-            self.c.store.update_host(host)
+            with contextlib.suppress(StorageError):  # written at a later connect, when the storage works
+                self.c.store.update_host(host)
         return host
 
     def _renew(self, host: HostRecord, csr: bytes) -> pb.ControllerMessage | None:
@@ -256,11 +259,14 @@ class AgentService(pb_grpc.AgentServiceServicer):
         return pb.ControllerMessage(certificate=pb.HostCertificate(certificate=cert))
 
     def _apply_facts(self, host: HostRecord, facts: pb.HostFacts) -> HostRecord:
+        """The facts count at once (placement reads the in-memory index); a failed write only
+        delays the stored copy, the agent sends its facts again at every connect."""
         host.facts_json = facts_json(facts)
         host.region, host.zone = facts.region, facts.zone
         host.last_seen = self.c.clock()
-        self.c.store.update_host(host)
         self.c.refresh_host(host)
+        with contextlib.suppress(StorageError):
+            self.c.store.update_host(host)
         return host
 
     async def _consume(
@@ -268,25 +274,51 @@ class AgentService(pb_grpc.AgentServiceServicer):
     ) -> None:
         try:
             async for message in request_iterator:
+                # Liveness is this moment in memory: a host is online because it spoke, whether
+                # or not the controller could write that down.
                 session.last_seen = self.c.clock()
                 kind = message.WhichOneof("body")
-                if kind == "heartbeat":
-                    self.c.store.touch_host(host.id, session.last_seen)
-                elif kind == "facts_update":
-                    host = self._apply_facts(host, message.facts_update)
-                    log.info("host %s sent new facts", host.name)
-                    self.c.wake()  # a new GPU or more memory may fit a pending task
-                elif kind == "log":
-                    self._store_logs(host, message.log)
-                elif kind == "renew":
-                    reply = self._renew(host, message.renew.csr)
-                    if reply is not None:
-                        session.send(reply)
-                elif kind == "task_event":
-                    for reply in self.c.on_task_event(host, message.task_event):
-                        session.send(reply)
+                try:
+                    host = self._handle(host, session, kind, message)
+                except StorageError:
+                    # The store logged it once; the stream stays, or every host would flap
+                    # offline because the controller's own disk is full.
+                    if kind == "task_event":
+                        session.unsaved.add(message.task_event.task_id)
+                    elif kind == "log":
+                        log.warning("dropped %d log lines of task %s: %s", len(message.log.lines),
+                                    message.log.task_id, self.c.store.failing)  # fmt: skip
         except (grpc.aio.AioRpcError, asyncio.CancelledError):
             pass
+
+    def _handle(
+        self, host: HostRecord, session: AgentSession, kind: str | None, message: pb.AgentMessage
+    ) -> HostRecord:
+        if kind == "heartbeat":
+            self.c.store.touch_host(host.id, session.last_seen)
+            self._resend_unsaved(host, session)
+        elif kind == "facts_update":
+            host = self._apply_facts(host, message.facts_update)
+            log.info("host %s sent new facts", host.name)
+            self.c.wake()  # a new GPU or more memory may fit a pending task
+        elif kind == "log":
+            self._store_logs(host, message.log)
+        elif kind == "renew":
+            reply = self._renew(host, message.renew.csr)
+            if reply is not None:
+                session.send(reply)
+        elif kind == "task_event":
+            for reply in self.c.on_task_event(host, message.task_event):
+                session.send(reply)
+        return host
+
+    def _resend_unsaved(self, host: HostRecord, session: AgentSession) -> None:
+        """Writes work again: the tasks whose reports were lost are assigned again, and the agent
+        answers as after a reconnect (it re-adopts the container and reports what it finds)."""
+        while session.unsaved:
+            task = self.c.store.get_task(session.unsaved.pop())
+            if task is not None and task.host_id == host.id and not task.terminal:
+                session.send(self.c.assignment(task))
 
     def _store_logs(self, host: HostRecord, chunk: pb.LogChunk) -> None:
         task = self.c.store.get_task(chunk.task_id)

@@ -7,6 +7,7 @@ import logging
 import os
 import secrets
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -18,6 +19,8 @@ from controller.pki.discovery import split_address
 from controller.server.agent_service import AgentService
 from controller.server.client_service import ClientService
 from controller.server.core import Controller
+from controller.server.errors import OneSentenceErrors
+from controller.server.ports import SERVER_OPTIONS, bind_failed
 from controller.settings import ControllerSettings
 from controller.store import Store
 from controller.tls import load_server_tls
@@ -79,6 +82,17 @@ def start_bursting(controller: Controller, settings: ControllerSettings) -> asyn
     return asyncio.create_task(controller.burst.run())
 
 
+def _bind(address: str, bind: Callable[[str], int]) -> int:
+    """gRPC's add_*_port, with the reason a bind failed (gRPC raises "Failed to bind" or returns 0)."""
+    try:
+        port = bind(address)
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise bind_failed(address)
+    return port
+
+
 def add_ports(controller: Controller, server: grpc.aio.Server, settings: ControllerSettings) -> None:
     if settings.insecure:
         log.warning(
@@ -86,10 +100,7 @@ def add_ports(controller: Controller, server: grpc.aio.Server, settings: Control
             "and anyone who can reach it can pose as the controller",
             settings.listen,
         )
-        port = server.add_insecure_port(settings.listen)
-        if port == 0:
-            raise OSError(f"cannot listen on {settings.listen}")
-        controller.agent_port = port
+        controller.agent_port = _bind(settings.listen, server.add_insecure_port)
         return
     tls = load_server_tls(
         settings.data_dir,
@@ -98,12 +109,10 @@ def add_ports(controller: Controller, server: grpc.aio.Server, settings: Control
     )
     controller.tls = tls
     pair = [(tls.key_pem, tls.cert_pem)]
-    if server.add_secure_port(settings.listen, grpc.ssl_server_credentials(pair)) == 0:
-        raise OSError(f"cannot listen on {settings.listen}")
+    plain = grpc.ssl_server_credentials(pair)
+    _bind(settings.listen, lambda address: server.add_secure_port(address, plain))
     mutual = grpc.ssl_server_credentials(pair, root_certificates=tls.ca.cert_pem, require_client_auth=True)
-    controller.agent_port = server.add_secure_port(settings.agent_listen, mutual)
-    if controller.agent_port == 0:
-        raise OSError(f"cannot listen on {settings.agent_listen}")
+    controller.agent_port = _bind(settings.agent_listen, lambda address: server.add_secure_port(address, mutual))
     log.info(
         "listening on %s (TLS) and %s (agents, mutual TLS); CA sha256 %s",
         settings.listen,
@@ -116,13 +125,15 @@ async def serve(settings: ControllerSettings, store: Store) -> None:
     controller = Controller(settings, store, PlatformLookup(settings.image_lookup))
     controller.load()
     server = grpc.aio.server(
+        interceptors=[OneSentenceErrors()],
         options=[
+            *SERVER_OPTIONS,
             # Pings find agents whose machine vanished without closing the connection.
             ("grpc.keepalive_time_ms", 20_000),
             ("grpc.keepalive_timeout_ms", 10_000),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 5000),
-        ]
+        ],
     )
     pb_grpc.add_AgentServiceServicer_to_server(AgentService(controller), server)
     pb_grpc.add_ClientServiceServicer_to_server(ClientService(controller), server)

@@ -29,7 +29,7 @@ from controller.server.requirements import AppliedVolume, SubmitError, requireme
 from controller.server.sessions import Sessions
 from controller.server.views import host_view
 from controller.settings import ControllerSettings
-from controller.store import Store
+from controller.store import StorageError, Store
 from controller.store.records import (
     ACTIVE_ON_HOST,
     DONE,
@@ -254,6 +254,10 @@ class Controller:
             try:
                 self.refresh_liveness()
                 await self.schedule_pending()
+            except StorageError:
+                # The store said it once; the pass runs again when woken or in 5 s, and places
+                # what it could not write now once space returns.
+                self._scheduled_generation = -1
             except Exception:  # a bug here must not stop scheduling for good
                 log.exception("scheduling pass failed")
 

@@ -13,6 +13,9 @@ class AgentSession:
     host_id: str
     last_seen: float
     outbox: asyncio.Queue[pb.ControllerMessage | None] = field(default_factory=asyncio.Queue)
+    # Tasks whose reports the controller could not store (its storage failing): assigned again
+    # once a write succeeds, so the agent re-adopts the container and reports it again.
+    unsaved: set[str] = field(default_factory=set)
 
     def send(self, message: pb.ControllerMessage) -> None:
         self.outbox.put_nowait(message)

@@ -17,6 +17,11 @@ from controller.store.records import (
 
 
 class Store(ABC):
+    @property
+    def failing(self) -> str:
+        """Why the storage refuses writes now (one sentence), or "" while writes succeed."""
+        return ""
+
     # tokens
     @abstractmethod
     def add_token(self, token: TokenRecord) -> None: ...

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.store.base import Store
+from controller.store.errors import StorageError, storage_error
 from controller.store.records import (
     ConfigRecord,
     HostRecord,
@@ -90,20 +92,39 @@ _HOST_COLUMNS = (
 _INSTANCE_COLUMNS = ", ".join(f.name for f in dataclasses.fields(InstanceRecord))
 _TOKEN_COLUMNS = "id, kind, secret_hash, created_at, expires_at, uses_left, fleet, revoked, description"
 
+log = logging.getLogger("dstack.controller.store")
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """sqlite3's errors about the storage itself become StorageError (one sentence); others stay."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        found = storage_error(exc)
+        if found is None:
+            raise
+        raise found from exc
+
 
 class SQLiteStore(Store):
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, create: bool = True) -> None:
+        """`create=False` opens an existing database only (the token commands: a missing file
+        means no controller was ever started there, and making one would hide that)."""
         self.path = path
-        # One connection shared by the event loop and helper threads, serialised by a lock:
-        # SQLite allows one writer at a time anyway, and statements here take microseconds.
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10.0)
         self._lock = threading.RLock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        # executescript commits on its own, so it runs outside _tx; every statement is idempotent.
-        self._db.executescript(SCHEMA)
-        self._add_missing_columns()
+        self._failing = ""  # the sentence of the last storage failure, until a write succeeds again
+        with _translated():
+            # One connection shared by the event loop and helper threads, serialised by a lock:
+            # SQLite allows one writer at a time anyway, and statements here take microseconds.
+            target, uri = (str(path), False) if create else (f"{path.resolve().as_uri()}?mode=rw", True)
+            self._db = sqlite3.connect(target, isolation_level=None, check_same_thread=False, timeout=10.0, uri=uri)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            # executescript commits on its own, so it runs outside _tx; every statement is idempotent.
+            self._db.executescript(SCHEMA)
+            self._add_missing_columns()
         with self._tx():
             self._db.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
@@ -118,17 +139,43 @@ class SQLiteStore(Store):
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
+                with _translated():
+                    self._db.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield self._db
+                        self._db.execute("COMMIT")
+                    except BaseException:
+                        # SQLite has already rolled back after SQLITE_FULL or an I/O error; a
+                        # ROLLBACK then would fail and hide the real error. A failed COMMIT
+                        # (busy) leaves the transaction open: end it, or the next BEGIN fails.
+                        if self._db.in_transaction:
+                            self._db.execute("ROLLBACK")
+                        raise
+            except StorageError as exc:
+                self._note_failure(exc)
                 raise
-            self._db.execute("COMMIT")
+            self._note_success()
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
+        with self._lock, _translated():
             return self._db.execute(sql, args).fetchall()
+
+    @property
+    def failing(self) -> str:
+        """Why the last write failed, or "" once writes succeed (a full disk heals when space returns)."""
+        return self._failing
+
+    def _note_failure(self, exc: StorageError) -> None:
+        # One line when writes start failing, not one per heartbeat: a full disk fails every write.
+        if self._failing != exc.sentence:
+            log.error("%s (%s: %s); writes fail until this is fixed", exc.sentence, self.path, exc.detail)
+        self._failing = exc.sentence
+
+    def _note_success(self) -> None:
+        if self._failing:
+            log.warning("the controller's storage accepts writes again (%s)", self.path)
+        self._failing = ""
 
     # ------------------------------------------------------------------ tokens
     def add_token(self, token: TokenRecord) -> None:

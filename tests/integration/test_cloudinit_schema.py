@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from controller.cloudinit import render_user_data
+from tests.support.cluster import served_data_dir
 
 TOKEN = "dstack1." + "ab" * 32 + ".0123abcd.s3cret"
 NASTY = "a\"b: c # d\n- e: [f]\\ {g} 'h' \t é 😀 $(id)"
@@ -51,7 +52,8 @@ def test_rendered_user_data_is_valid_cloud_config(
 
 def test_cli_output_is_valid_cloud_config(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "controller.main", "cloud-init", "--fleet", "gpu", "--data-dir", str(tmp_path / "d"),
+        [sys.executable, "-m", "controller.main", "cloud-init", "--fleet", "gpu",
+         "--data-dir", str(served_data_dir(tmp_path / "d")),
          "--controller", "10.0.0.5:7443", "--package-url", "https://example.com/dstack-agent.deb"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip

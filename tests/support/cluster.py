@@ -197,3 +197,21 @@ class AgentProcess(Process):
 def write_task(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def served_data_dir(data_dir: Path) -> Path:
+    """A data dir as a controller's first `serve` leaves it (database, CA, admin token), made by
+    the same functions `serve` calls, for commands that refuse a data dir no controller has used."""
+    from controller.server.app import ensure_admin_token
+    from controller.settings import default_database_url
+    from controller.store import open_store
+    from controller.tls import load_ca
+
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = open_store(default_database_url(data_dir))
+    try:
+        load_ca(data_dir)
+        ensure_admin_token(store, data_dir / "admin-token")
+    finally:
+        store.close()
+    return data_dir

@@ -16,6 +16,7 @@ from controller.main import main
 from controller.settings import default_database_url
 from controller.store import open_store
 from controller.tokens import parse_token
+from tests.support.cluster import served_data_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "dstack1." + "ab" * 32 + ".0123abcd.s3cret"
@@ -218,7 +219,7 @@ def test_cli_creates_one_single_use_token_and_prints_user_data(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("DSTACK_DATABASE_URL", raising=False)
-    data_dir = tmp_path / "data"
+    data_dir = served_data_dir(tmp_path / "data")
     rc = main(
         [
             "cloud-init",
@@ -248,8 +249,8 @@ def test_cli_creates_one_single_use_token_and_prints_user_data(
     parsed = parse_token(agent["join_token"])
     assert parsed.kind == "join"
     tokens = open_store(default_database_url(data_dir)).list_tokens()
-    assert len(tokens) == 1
-    [token] = tokens
+    assert len(tokens) == 2  # the admin API token and this join token
+    [token] = [t for t in tokens if t.kind == "join"]
     assert (token.id, token.kind, token.fleet, token.uses_left) == (parsed.id, "join", "gpu", 1)
     assert token.expires_at is not None
 
