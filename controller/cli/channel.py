@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import threading
 
 import grpc
 
@@ -10,23 +12,24 @@ from controller.cli.errors import UsageError
 from controller.pki.discovery import CONTROLLER_SAN
 
 DEFAULT_PORT = 7443
-_HAS_PORT = re.compile(r"^(\[[^\]]+\]|[^:\[\]]+):\d+$")
+_HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[^:\[\]\s]+)(:\d{1,5})?$")
+
+
+def _address(text: str) -> str:
+    if text.count(":") > 1 and not text.startswith("["):
+        try:
+            return f"[{ipaddress.IPv6Address(text)}]:{DEFAULT_PORT}"  # a bare IPv6 address
+        except ValueError:
+            pass
+    match = _HOST_PORT.match(text)
+    if match is None:
+        raise UsageError(f"controller address {text!r} is not HOST or HOST:PORT")
+    return text if match.group(2) else f"{text}:{DEFAULT_PORT}"
 
 
 def split_addresses(text: str) -> list[str]:
     """`a:7443,b` -> ["a:7443", "b:7443"]: a comma-separated list, the default port added."""
-    addresses = []
-    for part in text.split(","):
-        address = part.strip()
-        if not address:
-            continue
-        if not _HAS_PORT.match(address):
-            if address.count(":") > 1 and not address.startswith("["):
-                address = f"[{address}]"  # a bare IPv6 address
-            if not re.fullmatch(r"(\[[^\]]+\]|[^:\[\]]+)", address):
-                raise UsageError(f"controller address {part.strip()!r} is not HOST or HOST:PORT")
-            address = f"{address}:{DEFAULT_PORT}"
-        addresses.append(address)
+    addresses = [_address(part.strip()) for part in text.split(",") if part.strip()]
     if not addresses:
         raise UsageError(f"no controller address in {text!r}: give HOST:PORT, or several separated by commas")
     return addresses
@@ -42,3 +45,25 @@ def open_channel(address: str, ca: bytes | None) -> grpc.Channel:
         # The pinned CA is what is trusted; every controller certificate carries this name.
         options=[("grpc.ssl_target_name_override", CONTROLLER_SAN)],
     )
+
+
+def answers(channel: grpc.Channel, timeout_s: float) -> bool:
+    """Whether the channel connects: True once READY, False at the first failure (a refused
+    connection fails at once, where grpc.channel_ready_future would keep trying until timeout)."""
+    settled = threading.Event()
+    ready = False
+
+    def watch(state: grpc.ChannelConnectivity) -> None:
+        nonlocal ready
+        if state == grpc.ChannelConnectivity.READY:
+            ready = True
+            settled.set()
+        elif state in (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN):
+            settled.set()
+
+    channel.subscribe(watch, try_to_connect=True)
+    try:
+        settled.wait(timeout_s)
+    finally:
+        channel.unsubscribe(watch)
+    return ready

@@ -15,7 +15,7 @@ from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 from google.protobuf import json_format
 
 from controller.cli import format as fmt
-from controller.cli.channel import open_channel, split_addresses
+from controller.cli.channel import answers, open_channel, split_addresses
 from controller.cli.cloud_cmds import cmd_instance_types
 from controller.cli.configs_cmds import cmd_apply, cmd_delete, cmd_fleet, cmd_offers, cmd_volume
 from controller.cli.errors import CommandError, UsageError
@@ -74,9 +74,7 @@ class Client:
                 channel = self._open(address)
             except UnreachableError:
                 continue
-            try:
-                grpc.channel_ready_future(channel).result(timeout=FIRST_ANSWER_S)
-            except grpc.FutureTimeoutError:
+            if not answers(channel, FIRST_ANSWER_S):
                 channel.close()
                 continue
             self._index = index
