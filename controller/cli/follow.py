@@ -163,7 +163,7 @@ class Follower:
                 lost_at = now
                 print(
                     f"dstackctl: the controller at {self.conn.address} is unreachable ({why}); task {self.name} "
-                    f"keeps running on its host; reconnecting for up to {duration_text(self.timeout_s)} "
+                    f"goes on without this client; reconnecting for up to {duration_text(self.timeout_s)} "
                     "(Ctrl-C detaches)",
                     file=sys.stderr,
                 )
