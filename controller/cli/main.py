@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,16 +15,25 @@ from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 from google.protobuf import json_format
 
 from controller.cli import format as fmt
+from controller.cli.channel import answers, open_channel, split_addresses
 from controller.cli.cloud_cmds import cmd_instance_types
 from controller.cli.configs_cmds import cmd_apply, cmd_delete, cmd_fleet, cmd_offers, cmd_volume
 from controller.cli.errors import CommandError, UsageError
+from controller.cli.follow import (
+    DEFAULT_RECONNECT_TIMEOUT,
+    RECONNECT_TIMEOUT_ENV,
+    TERMINAL,
+    follow,
+    reconnect_timeout,
+    stuck,
+)
 from controller.cli.settings import resolve
 from controller.cli.table import render
-from controller.cli.trust import controller_ca
+from controller.cli.trust import UnreachableError, controller_ca
 from controller.configs.loader import ConfigError, load_task_file
-from controller.pki.discovery import CONTROLLER_SAN
 
-TERMINAL = {"done", "failed", "stopped", "refused"}
+# With several controllers listed, how long each may take to answer before the next is tried.
+FIRST_ANSWER_S = 5.0
 USAGE_CODES = {
     grpc.StatusCode.INVALID_ARGUMENT,
     grpc.StatusCode.NOT_FOUND,
@@ -36,20 +44,50 @@ USAGE_CODES = {
 
 
 class Client:
+    """A connection to one controller of the list in --controller / DSTACK_CONTROLLER."""
+
     def __init__(self, args: argparse.Namespace) -> None:
         s = self.settings = resolve(args.controller, args.token, args.ca_file, args.ca_fingerprint, args.insecure)
-        if s.insecure:
-            self.channel = grpc.insecure_channel(s.controller)
-        else:
-            ca = controller_ca(s.controller, s.ca_file, s.ca_fingerprint)
-            self.channel = grpc.secure_channel(
-                s.controller,
-                grpc.ssl_channel_credentials(root_certificates=ca),
-                # The pinned CA is what is trusted; every controller certificate carries this name.
-                options=[("grpc.ssl_target_name_override", CONTROLLER_SAN)],
-            )
+        self.addresses = split_addresses(s.controller)
+        self._cas: dict[str, bytes] = {}
+        self._index = 0
+        self.channel = self._open_first()
         self.stub = pb_grpc.ClientServiceStub(self.channel)
         self.metadata = (("authorization", f"Bearer {self.settings.token}"),)
+
+    @property
+    def address(self) -> str:
+        return self.addresses[self._index]
+
+    def _open(self, address: str) -> grpc.Channel:
+        if self.settings.insecure:
+            return open_channel(address, None)
+        if address not in self._cas:  # a reconnect trusts what the first contact trusted
+            self._cas[address] = controller_ca(address, self.settings.ca_file, self.settings.ca_fingerprint)
+        return open_channel(address, self._cas[address])
+
+    def _open_first(self) -> grpc.Channel:
+        if len(self.addresses) == 1:
+            return self._open(self.addresses[0])  # an unreachable one fails at the call, as it always did
+        for index, address in enumerate(self.addresses):
+            try:
+                channel = self._open(address)
+            except UnreachableError:
+                continue
+            if not answers(channel, FIRST_ANSWER_S):
+                channel.close()
+                continue
+            self._index = index
+            return channel
+        raise CommandError(f"no controller answers at {', '.join(self.addresses)}")
+
+    def reconnect(self) -> None:
+        """A fresh channel to the next address of the list (the same one when there is one):
+        a fresh channel dials at once, where an old one may sit out grpc's own backoff."""
+        self.channel.close()
+        self._index = (self._index + 1) % len(self.addresses)
+        self.channel = self._open(self.address)
+        self.stub = pb_grpc.ClientServiceStub(self.channel)
 
     def close(self) -> None:
         self.channel.close()
@@ -59,6 +97,9 @@ class Client:
 
     def stream(self, method: Callable[..., Any], request: Any) -> Any:
         return method(request, metadata=self.metadata)
+
+    def stream_logs(self, request: pb.StreamLogsRequest) -> Any:
+        return self.stream(self.stub.StreamLogs, request)
 
 
 def emit(rows: list[dict[str, str]], headers: list[str], as_json: bool, json_rows: list[dict[str, Any]]) -> None:
@@ -70,6 +111,9 @@ def emit(rows: list[dict[str, str]], headers: list[str], as_json: bool, json_row
 
 # ------------------------------------------------------------------ submit
 def cmd_submit(args: argparse.Namespace) -> int:
+    if args.detach and args.reconnect_timeout is not None:
+        raise UsageError("--reconnect-timeout is for an attached submit; -d returns at once")
+    timeout_s = None if args.detach else reconnect_timeout(args.reconnect_timeout)
     try:
         config = load_task_file(Path(args.file))
     except ConfigError as exc:
@@ -79,69 +123,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
         client.stub.Submit,
         pb.SubmitRequest(configuration_json=config.model_dump_json(), name=args.name or ""),
     )
-    if args.detach:
+    if timeout_s is None:
         print(task.name)
         return 0
     print(f"task {task.name} submitted" + (f", placed on {task.host}" if task.host else ""), file=sys.stderr)
     if task.status == "pending" and task.reason:
-        return _stuck(task)
-    return follow(client, task.name, announce=True)
-
-
-def _stuck(task: pb.Task) -> int:
-    print(f"task {task.name} is pending: {task.reason}", file=sys.stderr)
-    print(f"it runs when a fitting host registers; `dstackctl stop {task.name}` cancels it", file=sys.stderr)
-    return 1
-
-
-def follow(client: Client, name: str, announce: bool) -> int:
-    """Streams a task's log until it ends; returns the exit status dstackctl should have."""
-    call = client.stream(client.stub.StreamLogs, pb.StreamLogsRequest(name=name, follow=True))
-    # Ctrl-C detaches: the task keeps running on its host.
-    signal.signal(signal.SIGINT, lambda *_: call.cancel())
-    try:
-        return _follow(call, name, announce)
-    finally:
-        # Leaving a stream half-read makes grpc hang at interpreter exit now and then:
-        # end the call and the channel before returning.
-        call.cancel()
-        client.close()
-
-
-def _follow(call: Any, name: str, announce: bool) -> int:
-    last_status = ""
-    try:
-        for event in call:
-            if event.HasField("line"):
-                out = sys.stderr.buffer if event.line.stream == pb.LOG_STREAM_STDERR else sys.stdout.buffer
-                out.write(event.line.data)
-                out.flush()
-                continue
-            task = event.status
-            if announce and task.status != last_status and task.status in ("provisioning", "running"):
-                where = f" on {task.host}" if task.host else ""
-                print(f"task {task.name} is {task.status}{where}", file=sys.stderr)
-            last_status = task.status
-            if task.status == "pending" and task.reason:
-                return _stuck(task)
-            if task.status in TERMINAL:
-                return _final(task)
-    except grpc.RpcError as exc:
-        if exc.code() == grpc.StatusCode.CANCELLED:
-            print(f"\ndetached; task {name} keeps running (`dstackctl stop {name}` stops it)", file=sys.stderr)
-            return 130
-        raise
-    raise CommandError(f"the controller ended the log stream of {name} before the task finished")
-
-
-def _final(task: pb.Task) -> int:
-    if task.status == "done":
-        return 0
-    if task.status == "failed":
-        print(f"task {task.name} failed: {task.reason}", file=sys.stderr)
-        return task.exit_code if task.has_exit_code and task.exit_code > 0 else 1
-    print(f"task {task.name} {task.status}" + (f": {task.reason}" if task.reason else ""), file=sys.stderr)
-    return 1
+        return stuck(task)
+    return follow(client, task.name, announce=True, timeout_s=timeout_s)
 
 
 # --------------------------------------------------------------- ps / logs
@@ -186,9 +174,12 @@ def cmd_ps(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    client = Client(args)
     if args.follow:
-        return follow(client, args.task, announce=False)
+        timeout_s = reconnect_timeout(args.reconnect_timeout)
+        return follow(Client(args), args.task, announce=False, timeout_s=timeout_s)
+    if args.reconnect_timeout is not None:
+        raise UsageError("--reconnect-timeout is for logs -f; without -f logs prints what is there and returns")
+    client = Client(args)
     for event in client.stream(client.stub.StreamLogs, pb.StreamLogsRequest(name=args.task, follow=False)):
         out = sys.stderr.buffer if event.line.stream == pb.LOG_STREAM_STDERR else sys.stdout.buffer
         out.write(event.line.data)
@@ -289,6 +280,12 @@ class LazyClient:
 
 
 # -------------------------------------------------------------------- main
+RECONNECT_HELP = (
+    f"how long to keep reconnecting to an unreachable controller while following (or {RECONNECT_TIMEOUT_ENV}; "
+    f"default {DEFAULT_RECONNECT_TIMEOUT})"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--controller", default=None, help="HOST:PORT (or DSTACK_CONTROLLER)")
@@ -305,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("-f", "--file", required=True, help="task YAML (type: task)")
     submit.add_argument("--name", default=None)
     submit.add_argument("-d", "--detach", action="store_true", help="print the task name and return")
+    submit.add_argument("--reconnect-timeout", default=None, metavar="DURATION", help=RECONNECT_HELP)
     submit.set_defaults(func=cmd_submit)
 
     ps = sub.add_parser("ps", parents=[common], help="list tasks")
@@ -315,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     logs = sub.add_parser("logs", parents=[common], help="print a task's output")
     logs.add_argument("task")
-    logs.add_argument("-f", "--follow", action="store_true")
+    logs.add_argument("-f", "--follow", action="store_true", help="stream until the task ends")
+    logs.add_argument("--reconnect-timeout", default=None, metavar="DURATION", help=RECONNECT_HELP)
     logs.set_defaults(func=cmd_logs)
 
     stop = sub.add_parser("stop", parents=[common], help="stop a task (SIGTERM, then SIGKILL)")

@@ -16,6 +16,10 @@ from controller.pki.discovery import CAMismatchError, discover_ca, fetch_present
 from controller.pki.fingerprint import cert_fingerprint, fingerprints_match
 
 
+class UnreachableError(CommandError):
+    """Nothing answered at the address: worth trying again later, unlike a CA that changed."""
+
+
 def known_controllers_path() -> Path:
     return Path.home() / ".dstack" / "known_controllers.json"
 
@@ -58,7 +62,7 @@ def controller_ca(address: str, ca_file: str, pinned: str) -> bytes:
             f"{address} does not speak TLS ({exc.reason}); for an --insecure controller pass --insecure"
         ) from None
     except OSError as exc:
-        raise CommandError(f"cannot reach {address}: {exc.strerror or exc}") from None
+        raise UnreachableError(f"cannot reach {address}: {exc.strerror or exc}") from None
     ca = presented_ca(chain)
     if ca is None:
         raise CommandError(f"the controller at {address} presents no CA certificate; not connecting")

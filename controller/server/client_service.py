@@ -120,11 +120,21 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
     ) -> AsyncIterator[pb.LogEvent]:
         await self._auth(context)
         task = await self._find(request.name, context)
+        if request.stdout_offset < 0 or request.stderr_offset < 0:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "log offsets must not be negative")
+        # A client resuming after a broken stream says how many lines of each stream it has:
+        # those are neither read back nor sent again, here or when the agent resends them.
+        resume_at: dict[int, int] = {
+            pb.LOG_STREAM_STDOUT: request.stdout_offset,
+            pb.LOG_STREAM_STDERR: request.stderr_offset,
+        }
         # Subscribe before reading the backlog, so no line falls between the two.
         queue = self.c.events.subscribe(task.id)
         try:
-            next_seq: dict[int, int] = {}
+            next_seq: dict[int, int] = dict(resume_at)
             for line in self.c.store.read_logs(task.id):
+                if line.seq < resume_at.get(line.stream, 0):
+                    continue
                 next_seq[line.stream] = max(next_seq.get(line.stream, 0), line.seq + 1)
                 yield pb.LogEvent(line=log_line(line))
             if not request.follow:

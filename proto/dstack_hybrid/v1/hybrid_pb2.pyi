@@ -664,12 +664,16 @@ class GetTaskRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class StreamLogsRequest(_message.Message):
-    __slots__ = ("name", "follow")
+    __slots__ = ("name", "follow", "stdout_offset", "stderr_offset")
     NAME_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    STDOUT_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    STDERR_OFFSET_FIELD_NUMBER: _ClassVar[int]
     name: str
     follow: bool
-    def __init__(self, name: _Optional[str] = ..., follow: _Optional[bool] = ...) -> None: ...
+    stdout_offset: int
+    stderr_offset: int
+    def __init__(self, name: _Optional[str] = ..., follow: _Optional[bool] = ..., stdout_offset: _Optional[int] = ..., stderr_offset: _Optional[int] = ...) -> None: ...
 
 class LogEvent(_message.Message):
     __slots__ = ("line", "status")
