@@ -1,6 +1,6 @@
-"""A minimal Debian bookworm root (debootstrap --variant=minbase) as a Docker image.
+"""A minimal Debian root (debootstrap --variant=minbase; bookworm or trixie) as a Docker image.
 
-The root is built once and cached as a tarball under CACHE_DIR (owned by the tests), so later runs
+Each suite's root is built once and cached as a tarball under CACHE_DIR (owned by the tests), so later runs
 only `docker import` it. Building needs debootstrap (packaging/dev-setup.sh --tests), root and
 Debian's mirror; nothing else is downloaded.
 """
@@ -15,9 +15,8 @@ import tempfile
 from pathlib import Path
 
 CACHE_DIR = Path("/var/cache/dstack-hybrid-tests")
-SUITE = "bookworm"
+SUITES = ("bookworm", "trixie")  # Debian 12 and 13: what the packages are tested on
 MIRROR = "http://deb.debian.org/debian"
-TARBALL = CACHE_DIR / f"{SUITE}-minbase.tar"
 BUILD_TIMEOUT_S = 900
 
 
@@ -25,25 +24,28 @@ class DebrootUnavailable(RuntimeError):
     """The root cannot be built here (no debootstrap, not root)."""
 
 
-def ensure_minbase_tar() -> Path:
-    """Path of the cached minbase tarball, building it with debootstrap on first use."""
-    if TARBALL.is_file():
-        return TARBALL
+def ensure_minbase_tar(suite: str = "bookworm") -> Path:
+    """Path of the cached minbase tarball of `suite`, building it with debootstrap on first use."""
+    if suite not in SUITES:
+        raise ValueError(f"unknown suite {suite!r} (expected one of {', '.join(SUITES)})")
+    tarball = CACHE_DIR / f"{suite}-minbase.tar"
+    if tarball.is_file():
+        return tarball
     if shutil.which("debootstrap") is None:
         raise DebrootUnavailable("debootstrap is not installed: run packaging/dev-setup.sh --tests")
     if os.geteuid() != 0:
         raise DebrootUnavailable("debootstrap needs root")
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     # Two sessions starting at once build it once.
-    with open(CACHE_DIR / f"{SUITE}-minbase.lock", "w") as lock:
+    with open(CACHE_DIR / f"{suite}-minbase.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if TARBALL.is_file():
-            return TARBALL
+        if tarball.is_file():
+            return tarball
         work = Path(tempfile.mkdtemp(prefix="debootstrap-", dir=CACHE_DIR))
         try:
             target = work / "root"
             done = subprocess.run(
-                ["debootstrap", "--variant=minbase", SUITE, str(target), MIRROR],
+                ["debootstrap", "--variant=minbase", suite, str(target), MIRROR],
                 capture_output=True,
                 text=True,
                 timeout=BUILD_TIMEOUT_S,
@@ -58,10 +60,10 @@ def ensure_minbase_tar() -> Path:
                 check=True,
                 timeout=BUILD_TIMEOUT_S,
             )
-            partial.rename(TARBALL)  # same file system: a reader never sees half a tarball
+            partial.rename(tarball)  # same file system: a reader never sees half a tarball
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    return TARBALL
+    return tarball
 
 
 def docker_cli(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
