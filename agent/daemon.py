@@ -15,6 +15,15 @@ from pathlib import Path
 
 import docker.errors
 import grpc
+from dstack_hybrid.shared import sdnotify
+from dstack_hybrid.shared.ca_discovery import (
+    CONTROLLER_SAN,
+    UntrustedControllerError,
+    discover_pinned_ca,
+    split_address,
+)
+from dstack_hybrid.shared.certs import cert_not_after
+from dstack_hybrid.shared.tokens import TokenFormatError, parse_token
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 
@@ -30,10 +39,6 @@ from agent.runtime.docker_runtime import DockerRuntime
 from agent.runtime.task_runner import TaskRunner
 from agent.state import Credential, load_credential, save_credential
 from agent.version import AGENT_VERSION
-from controller import sdnotify
-from controller.pki.ca import cert_not_after
-from controller.pki.discovery import CONTROLLER_SAN, UntrustedControllerError, discover_pinned_ca, split_address
-from controller.tokens import TokenFormatError, parse_token
 
 log = logging.getLogger("dstack.agent")
 

@@ -13,8 +13,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
-from controller.pki.files import create_once, write_atomic
+from dstack_hybrid.shared.keyfiles import create_once, write_atomic
 
 KEY_FILE = "host.key"
 CERT_FILE = "host.crt"

@@ -28,6 +28,13 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from dstack_hybrid.shared.ca_discovery import (
+    CONTROLLER_SAN,
+    UntrustedControllerError,
+    discover_pinned_ca,
+    split_address,
+)
+from dstack_hybrid.shared.tokens import TokenFormatError, parse_token
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 
@@ -46,8 +53,6 @@ from agent.sim.facts import ARCH_RAW, host_facts, host_name, template_from_json
 from agent.sim.tasks import SimTask, SpecError, event, parse_spec, report
 from agent.state import Credential, load_credential, save_credential
 from agent.version import AGENT_VERSION
-from controller.pki.discovery import CONTROLLER_SAN, UntrustedControllerError, discover_pinned_ca, split_address
-from controller.tokens import TokenFormatError, parse_token
 
 log = logging.getLogger("dstack.agent.sim")
 

@@ -25,10 +25,10 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test harness drives the real programs
 
+from dstack_hybrid.shared.ca_discovery import CONTROLLER_SAN
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 
-from controller.pki.discovery import CONTROLLER_SAN
 from tests.support.cluster import BIN, ControllerProcess, wait_for
 
 ZONES = ["eu-west-1a", "eu-west-1b", "eu-west-1c", "us-east-1a", "us-east-1b", "us-east-1c"]

@@ -11,10 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+from dstack_hybrid.shared.ca_discovery import split_address
+
 from controller import datadir
 from controller.configs.loader import ConfigError
 from controller.images.platforms import LookupSettings
-from controller.pki.discovery import split_address
 from controller.server.ports import ListenError
 from controller.settings import (
     DEFAULT_LISTEN,

@@ -8,8 +8,9 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from dstack_hybrid.shared.ca_discovery import CONTROLLER_SAN
+
 from controller.pki.ca import CertificateAuthority, load_or_create_ca, load_or_create_server_certificate
-from controller.pki.discovery import CONTROLLER_SAN
 
 
 @dataclass(frozen=True)

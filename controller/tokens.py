@@ -1,74 +1,19 @@
-"""Join tokens, API tokens and host credentials.
-
-A join token is `dstack1.<ca-sha256>.<id>.<secret>`: like k3s's `K10<ca-hash>::` tokens it
-pins the controller's CA, so an agent checks whom it talks to before it sends the secret.
-API tokens are `da1.<id>.<secret>`; host credentials (only with --insecure, where there is no
-TLS to carry a client certificate) are `dh1.<id>.<secret>`.
-
-Only sha256(secret) is stored. Secrets are 256 random bits, so a plain hash is enough
-(a slow password hash protects low-entropy secrets, which these are not)."""
+"""Issuing tokens into the store (their printed forms: dstack_hybrid.shared.tokens)."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import math
 import secrets
 import time
-from dataclasses import dataclass
+
+from dstack_hybrid.shared.tokens import format_token, hash_secret, is_fingerprint
 
 from controller.store import Store
 from controller.store.records import TokenKind, TokenRecord
 
-PREFIXES: dict[str, str] = {"join": "dstack1", "api": "da1", "host": "dh1"}
-FINGERPRINT_LEN = 64  # hex sha256
-
-
-@dataclass(frozen=True)
-class ParsedToken:
-    kind: str  # join | api | host
-    id: str
-    secret: str
-    ca_fingerprint: str = ""  # join tokens only
-
-
-class TokenFormatError(ValueError):
-    pass
-
-
-def hash_secret(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def secrets_match(secret: str, stored_hash: str) -> bool:
-    return hmac.compare_digest(hash_secret(secret), stored_hash)
-
 
 def new_id() -> str:
     return secrets.token_hex(4)
-
-
-def format_token(kind: str, token_id: str, secret: str, ca_fingerprint: str = "") -> str:
-    if kind == "join":
-        return f"{PREFIXES[kind]}.{ca_fingerprint}.{token_id}.{secret}"
-    return f"{PREFIXES[kind]}.{token_id}.{secret}"
-
-
-def parse_token(text: str) -> ParsedToken:
-    parts = text.strip().split(".")
-    kinds = {prefix: kind for kind, prefix in PREFIXES.items()}
-    kind = kinds.get(parts[0])
-    if kind == "join":
-        if len(parts) != 4 or not _is_fingerprint(parts[1]) or not parts[2] or not parts[3]:
-            raise TokenFormatError("malformed join token")
-        return ParsedToken(kind, parts[2], parts[3], parts[1].lower())
-    if kind is None or len(parts) != 3 or not parts[1] or not parts[2]:
-        raise TokenFormatError("malformed token")
-    return ParsedToken(kind, parts[1], parts[2])
-
-
-def _is_fingerprint(text: str) -> bool:
-    return len(text) == FINGERPRINT_LEN and all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 def create_token(
@@ -83,7 +28,7 @@ def create_token(
 ) -> tuple[TokenRecord, str]:
     """Stores a new token and returns it with its one-time printable form (join tokens carry
     `ca_fingerprint`, the sha256 of the controller's CA certificate)."""
-    if kind == "join" and not _is_fingerprint(ca_fingerprint):
+    if kind == "join" and not is_fingerprint(ca_fingerprint):
         raise ValueError("a join token needs the controller CA's sha256 fingerprint")
     now = time.time() if now is None else now
     secret = secrets.token_urlsafe(32)

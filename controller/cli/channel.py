@@ -7,9 +7,9 @@ import re
 import threading
 
 import grpc
+from dstack_hybrid.shared.ca_discovery import CONTROLLER_SAN
 
 from controller.cli.errors import UsageError
-from controller.pki.discovery import CONTROLLER_SAN
 
 DEFAULT_PORT = 7443
 _HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[^:\[\]\s]+)(:\d{1,5})?$")

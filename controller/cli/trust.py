@@ -11,9 +11,10 @@ import ssl
 import sys
 from pathlib import Path
 
+from dstack_hybrid.shared.ca_discovery import CAMismatchError, discover_ca, fetch_presented_chain, presented_ca
+from dstack_hybrid.shared.certs import cert_fingerprint, fingerprints_match
+
 from controller.cli.errors import CommandError, UsageError
-from controller.pki.discovery import CAMismatchError, discover_ca, fetch_presented_chain, presented_ca
-from controller.pki.fingerprint import cert_fingerprint, fingerprints_match
 
 
 class UnreachableError(CommandError):

@@ -17,9 +17,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-from controller.pki.files import write_atomic
-from controller.pki.fingerprint import cert_fingerprint, load_certificate_bytes
+from dstack_hybrid.shared.certs import cert_fingerprint, load_certificate_bytes
+from dstack_hybrid.shared.keyfiles import write_atomic
 
 CA_CERT_FILE = "ca.crt"
 CA_KEY_FILE = "ca.key"
@@ -392,13 +391,3 @@ def host_id_from_cert(cert_pem_or_der: bytes) -> str | None:
     if len(ids) != 1 or not _HOST_ID.fullmatch(ids[0]):
         return None
     return ids[0]
-
-
-def cert_not_after(cert_pem: bytes) -> datetime:
-    """End of validity, timezone-aware UTC (PEM or DER)."""
-    return load_certificate_bytes(cert_pem).not_valid_after_utc
-
-
-def cert_serial(cert_pem: bytes) -> int:
-    """Serial number (PEM or DER): what a revocation list or an audit log names a certificate by."""
-    return load_certificate_bytes(cert_pem).serial_number

@@ -11,11 +11,13 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import grpc
+from dstack_hybrid.shared.certs import cert_serial
+from dstack_hybrid.shared.tokens import TokenFormatError, format_token, hash_secret, parse_token, secrets_match
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 
 from controller.backends.burst import ClaimRefused
-from controller.pki.ca import cert_serial, host_id_from_cert, sign_host_csr
+from controller.pki.ca import host_id_from_cert, sign_host_csr
 from controller.server.auth import bearer, host_for_credential
 from controller.server.convert import facts_json
 from controller.server.core import SUPPORTED_ARCHES, Controller
@@ -24,7 +26,6 @@ from controller.server.sessions import AgentSession
 from controller.server.views import host_view
 from controller.store import StorageError
 from controller.store.records import HostRecord, InstanceRecord, StoredLogLine, TokenRecord
-from controller.tokens import TokenFormatError, format_token, hash_secret, parse_token, secrets_match
 
 log = logging.getLogger("dstack.controller.agents")
 

@@ -11,11 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import grpc
+from dstack_hybrid.shared import sdnotify
+from dstack_hybrid.shared.ca_discovery import split_address
+from dstack_hybrid.shared.tokens import parse_token, secrets_match
 from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 
-from controller import sdnotify
 from controller.images.platforms import PlatformLookup
-from controller.pki.discovery import split_address
 from controller.server.agent_service import AgentService
 from controller.server.client_service import ClientService
 from controller.server.core import Controller
@@ -24,7 +25,7 @@ from controller.server.ports import SERVER_OPTIONS, bind_failed
 from controller.settings import ControllerSettings
 from controller.store import Store
 from controller.tls import load_server_tls
-from controller.tokens import create_token, parse_token, secrets_match
+from controller.tokens import create_token
 
 log = logging.getLogger("dstack.controller")
 

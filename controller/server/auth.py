@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 
 import grpc
+from dstack_hybrid.shared.tokens import TokenFormatError, parse_token, secrets_match
 
 from controller.store import Store
 from controller.store.records import HostRecord
-from controller.tokens import TokenFormatError, parse_token, secrets_match
 
 log = logging.getLogger("dstack.controller.auth")
 

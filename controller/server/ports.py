@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import socket
 
-from controller.pki.discovery import split_address
+from dstack_hybrid.shared.ca_discovery import split_address
 
 # The server's options: one process per port.
 SERVER_OPTIONS: list[tuple[str, int]] = [("grpc.so_reuseport", 0)]

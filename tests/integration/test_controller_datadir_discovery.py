@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dstack_hybrid.shared.tokens import parse_token
 
 from controller.store import open_store
 from controller.tls import load_ca
-from controller.tokens import parse_token
 from tests.support.cluster import BIN, ControllerProcess, served_data_dir
 
 

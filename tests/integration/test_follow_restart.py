@@ -13,10 +13,10 @@ from pathlib import Path
 
 import grpc
 import pytest
+from dstack_hybrid.shared.ca_discovery import CONTROLLER_SAN
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 
-from controller.pki.discovery import CONTROLLER_SAN
 from tests.integration.conftest import Cluster
 from tests.support.cluster import BIN, ControllerProcess, wait_for, write_task
 

@@ -14,13 +14,13 @@ from typing import Any
 
 import grpc
 import pytest
+from dstack_hybrid.shared.ca_discovery import CONTROLLER_SAN
+from dstack_hybrid.shared.certs import cert_fingerprint
+from dstack_hybrid.shared.tokens import parse_token
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 
 from controller.pki.ca import CertificateAuthority, issue_server_certificate, load_or_create_ca
-from controller.pki.discovery import CONTROLLER_SAN
-from controller.pki.fingerprint import cert_fingerprint
-from controller.tokens import parse_token
 from tests.integration.conftest import Cluster
 from tests.support.cluster import AgentProcess, ControllerProcess, wait_for
 

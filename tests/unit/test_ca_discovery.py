@@ -14,9 +14,7 @@ import grpc
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-
-from controller.pki.ca import CertificateAuthority, issue_server_certificate, load_or_create_ca
-from controller.pki.discovery import (
+from dstack_hybrid.shared.ca_discovery import (
     CONTROLLER_SAN,
     CAMismatchError,
     discover_ca,
@@ -24,7 +22,9 @@ from controller.pki.discovery import (
     presented_ca,
     split_address,
 )
-from controller.pki.fingerprint import cert_fingerprint
+from dstack_hybrid.shared.certs import cert_fingerprint
+
+from controller.pki.ca import CertificateAuthority, issue_server_certificate, load_or_create_ca
 
 TIMEOUT_S = 5.0
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import grpc
 import pytest
+from dstack_hybrid.shared.ca_discovery import CONTROLLER_SAN
 
 from controller.cli import trust
 from controller.cli.errors import CommandError, UsageError
 from controller.cli.trust import controller_ca, known_controllers_path
 from controller.pki.ca import CertificateAuthority, issue_server_certificate, load_or_create_ca
-from controller.pki.discovery import CONTROLLER_SAN
 
 TIMEOUT_S = 5.0
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dstack_hybrid.shared.tokens import parse_token
 from ruamel.yaml import YAML
 
 from agent.config import load_config
@@ -15,7 +16,6 @@ from controller.cloudinit import TEMPLATE, render_user_data, yaml_quote
 from controller.main import main
 from controller.settings import default_database_url
 from controller.store import open_store
-from controller.tokens import parse_token
 from tests.support.cluster import served_data_dir
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,13 +20,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from dstack_hybrid.shared.certs import cert_fingerprint, cert_not_after, cert_serial, fingerprints_match
 
 from controller.pki import (
     CertificateAuthority,
-    cert_fingerprint,
-    cert_not_after,
-    cert_serial,
-    fingerprints_match,
     host_id_from_cert,
     issue_server_certificate,
     load_or_create_ca,

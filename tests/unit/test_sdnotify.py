@@ -1,4 +1,4 @@
-"""controller.sdnotify against real AF_UNIX datagram sockets, as systemd listens on them."""
+"""dstack_hybrid.shared.sdnotify against real AF_UNIX datagram sockets, as systemd listens on them."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from controller import sdnotify
+from dstack_hybrid.shared import sdnotify
 
 
 @pytest.fixture

@@ -8,19 +8,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from controller.store import Store, open_store
-from controller.tokens import (
+from dstack_hybrid.shared.tokens import (
     PREFIXES,
     ParsedToken,
     TokenFormatError,
-    create_token,
     format_token,
     hash_secret,
-    parse_duration,
     parse_token,
     secrets_match,
 )
+
+from controller.store import Store, open_store
+from controller.tokens import create_token, parse_duration
 
 
 @pytest.fixture

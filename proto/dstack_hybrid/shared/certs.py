@@ -1,12 +1,14 @@
-"""Certificate fingerprints as join tokens carry them: sha256 of the DER certificate, lowercase hex.
+"""Reading certificates: fingerprints as join tokens carry them (sha256 of the DER certificate,
+lowercase hex), validity and serial.
 
-The same value `openssl x509 -noout -fingerprint -sha256` prints, without the colons, so an operator
-can check a token's pin against the CA file by hand."""
+The fingerprint is the same value `openssl x509 -noout -fingerprint -sha256` prints, without the
+colons, so an operator can check a token's pin against the CA file by hand."""
 
 from __future__ import annotations
 
 import hmac
 import re
+from datetime import datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -40,3 +42,13 @@ def fingerprints_match(a: str, b: str) -> bool:
         return False
     # bytes, not str: compare_digest refuses non-ASCII str, and both are ASCII hex by now anyway.
     return hmac.compare_digest(na.encode("ascii"), nb.encode("ascii"))
+
+
+def cert_not_after(cert_pem: bytes) -> datetime:
+    """End of validity, timezone-aware UTC (PEM or DER)."""
+    return load_certificate_bytes(cert_pem).not_valid_after_utc
+
+
+def cert_serial(cert_pem: bytes) -> int:
+    """Serial number (PEM or DER): what a revocation list or an audit log names a certificate by."""
+    return load_certificate_bytes(cert_pem).serial_number

@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from controller.pki.fingerprint import cert_fingerprint, fingerprints_match
+from dstack_hybrid.shared.certs import cert_fingerprint, fingerprints_match
 
 # Every controller server certificate carries this DNS name, and clients verify it whatever
 # address they dialled (an IP, a load balancer's name): the pinned CA is what they trust.
