@@ -5,6 +5,8 @@ Files in the state dir: host.key (0600, created once), host.crt and ca.crt (0644
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -116,15 +118,83 @@ def load_certificate(state_dir: Path) -> tuple[bytes, bytes] | None:
         return None
 
 
-def needs_renewal(cert_pem: bytes, now: datetime, fraction: float = RENEW_AT_FRACTION) -> bool:
-    """True once `fraction` of the certificate's validity has passed (or it has expired).
+def renewal_time(cert_pem: bytes, fraction: float = RENEW_AT_FRACTION) -> datetime:
+    """When `fraction` of the certificate's validity has passed.
 
     Renewing at 2/3 leaves a third of the lifetime to retry through a controller restart or an
     outage before the certificate, and with it the host's access, runs out."""
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], not {fraction}")
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)  # naive means UTC, as cryptography itself reads naive times
     cert = x509.load_pem_x509_certificate(cert_pem)
     start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
-    return now >= start + (end - start) * fraction
+    return start + (end - start) * fraction
+
+
+def needs_renewal(cert_pem: bytes, now: datetime, fraction: float = RENEW_AT_FRACTION) -> bool:
+    """True once `fraction` of the certificate's validity has passed (or it has expired)."""
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=timezone.utc)  # naive means UTC, as cryptography itself reads naive times
+    return now >= renewal_time(cert_pem, fraction)
+
+
+@dataclass
+class TlsIdentity:
+    """One host's key, certificate and CA in memory, mirrored in its state dir when it has one
+    (a simulated host may not). What the session needs: a CSR, the files for mutual TLS, and
+    whether it is time to ask for the next certificate."""
+
+    csr_name: str  # the CN hint in CSRs (the controller names the certificate itself)
+    state_dir: Path | None = None
+    key: ec.EllipticCurvePrivateKey | None = field(default=None, repr=False)
+    key_pem: bytes = field(default=b"", repr=False)
+    cert_pem: bytes = b""
+    ca_pem: bytes = b""
+    renew_at: float = math.inf  # epoch seconds; computed once per certificate, not at every heartbeat
+
+    def ensure_key(self) -> None:
+        """Loads the key from the state dir (created there once), or makes one in memory: P-256
+        is generated in well under a millisecond, cheaper than a trip to a thread."""
+        if self.key is not None:
+            return
+        if self.state_dir is not None:
+            self.key_pem = load_or_create_key(self.state_dir)
+        else:
+            new = ec.generate_private_key(ec.SECP256R1())
+            self.key_pem = new.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        self.key = _load_key(self.key_pem, Path(KEY_FILE))
+
+    def load(self) -> bool:
+        """True when the state dir holds a key, a certificate and its CA (a restart, not a first start)."""
+        if self.state_dir is None or not (self.state_dir / KEY_FILE).exists():
+            return False
+        found = load_certificate(self.state_dir)
+        if found is None:
+            return False
+        self.ensure_key()
+        self._use(*found)
+        return True
+
+    def csr(self) -> bytes:
+        self.ensure_key()
+        return make_csr(self.key_pem, self.csr_name)
+
+    def accept(self, cert_pem: bytes, ca_pem: bytes) -> None:
+        """Takes a certificate from the controller (registration or renewal) after checking it was
+        signed by `ca_pem` for this key; ValueError leaves the identity as it was."""
+        self.ensure_key()
+        assert self.key is not None
+        check_certificate(cert_pem, ca_pem, self.key.public_key())
+        if self.state_dir is not None:
+            save_certificate(self.state_dir, cert_pem, ca_pem)
+        self._use(cert_pem, ca_pem)
+
+    def renewal_csr(self, now: float) -> bytes | None:
+        """A CSR once two thirds of the certificate's life are gone (asked at every heartbeat from
+        then on until the next certificate comes), so a restart never meets an expired one."""
+        return self.csr() if now >= self.renew_at else None
+
+    def _use(self, cert_pem: bytes, ca_pem: bytes) -> None:
+        self.cert_pem, self.ca_pem = cert_pem, ca_pem
+        self.renew_at = renewal_time(cert_pem).timestamp()

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import os
 import resource
 import signal
@@ -25,51 +24,25 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from dstack_hybrid.shared.ca_discovery import (
-    CONTROLLER_SAN,
-    UntrustedControllerError,
-    discover_pinned_ca,
-    split_address,
-)
+from dstack_hybrid.shared.ca_discovery import UntrustedControllerError, split_address
 from dstack_hybrid.shared.tokens import TokenFormatError, parse_token
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 
 from agent.backoff import Backoff
+from agent.channels import register_channel
 from agent.config import AgentConfigError, load_config
-from agent.identity import (
-    KEY_FILE,
-    RENEW_AT_FRACTION,
-    check_certificate,
-    load_certificate,
-    load_or_create_key,
-    make_csr,
-    save_certificate,
-)
+from agent.identity import KEY_FILE, TlsIdentity
+from agent.registration import RegistrationRefused, discover_ca, register
+from agent.session import AgentSession, CredentialRefused, SessionHooks
+from agent.sim.executor import SimExecutor
 from agent.sim.facts import ARCH_RAW, host_facts, host_name, template_from_json
-from agent.sim.tasks import SimTask, SpecError, event, parse_spec, report
 from agent.state import Credential, load_credential, save_credential
 from agent.version import AGENT_VERSION
 
 log = logging.getLogger("dstack.agent.sim")
 
-# The real agent's keepalives (agent/daemon.py), so the controller sees the same traffic. That
-# module is not imported: it pulls in the Docker SDK, which a simulation never uses.
-CHANNEL_OPTIONS: list[tuple[str, str | int]] = [
-    ("grpc.keepalive_time_ms", 20_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-]
-# grpc shares one connection among channels with equal settings; a real host has its own, and
-# so does each simulated one (it matters with --insecure, where nothing else tells them apart).
-STREAM_OPTIONS: list[tuple[str, str | int]] = [*CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1)]
-WELCOME_TIMEOUT_S = 30.0  # a stream the controller accepted but never answers holds a slot no longer
 PROGRESS_EVERY_S = 5.0
-REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED)
-LOST = "the task's container disappeared from the host"
 
 
 class SimulationError(ValueError):
@@ -201,18 +174,6 @@ class Throttled:
         self.next_at = now + self.every_s
 
 
-def _renew_at(cert_pem: bytes) -> float:
-    """When two thirds of the certificate's life are gone (agent.identity.needs_renewal's rule),
-    computed once per certificate rather than parsed again at every heartbeat of every host."""
-    cert = x509.load_pem_x509_certificate(cert_pem)
-    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
-    return (start + (end - start) * RENEW_AT_FRACTION).timestamp()
-
-
-def _check_certificate(cert_pem: bytes, ca_pem: bytes, key: ec.EllipticCurvePrivateKey) -> None:
-    check_certificate(cert_pem, ca_pem, key.public_key())
-
-
 class Simulator:
     def __init__(self, settings: SimSettings) -> None:
         self.s = settings
@@ -295,30 +256,18 @@ class Simulator:
         once for the process, and the call itself is all the controller sees of a registration."""
         async with self._ca_lock:
             if self._register_stub is None:
-                if self.s.insecure:
-                    channel = grpc.aio.insecure_channel(self.s.controller, options=CHANNEL_OPTIONS)
-                else:
-                    ca_pem = self.intern(await self._discover_ca())
-                    creds = grpc.ssl_channel_credentials(root_certificates=ca_pem)
-                    options = [*CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", CONTROLLER_SAN)]
-                    channel = grpc.aio.secure_channel(self.s.controller, creds, options=options)
-                self._register_channel = channel
-                self._register_stub = pb_grpc.AgentServiceStub(channel)
+                ca_pem = b""
+                if not self.s.insecure:
+                    assert self.s.join_token
+                    pinned = parse_token(self.s.join_token).ca_fingerprint
+                    backoff = Backoff(cap_s=self.s.reconnect_cap_s)
+                    try:
+                        ca_pem = await discover_ca(self.s.controller, pinned, "pass --insecure", backoff, log.warning)
+                    except UntrustedControllerError as exc:
+                        raise SimulationError(str(exc)) from None
+                self._register_channel = register_channel(self.s.controller, ca_pem, self.s.insecure)
+                self._register_stub = pb_grpc.AgentServiceStub(self._register_channel)
             return self._register_stub
-
-    async def _discover_ca(self) -> bytes:
-        assert self.s.join_token
-        pinned = parse_token(self.s.join_token).ca_fingerprint
-        backoff = Backoff(cap_s=self.s.reconnect_cap_s)
-        while True:
-            try:
-                return await asyncio.to_thread(discover_pinned_ca, self.s.controller, pinned, "pass --insecure")
-            except UntrustedControllerError as exc:
-                raise SimulationError(str(exc)) from None
-            except OSError as exc:
-                delay = backoff.next_delay()
-                log.warning("cannot reach %s (%s); retrying in %.1fs", self.s.controller, exc, delay)
-                await asyncio.sleep(delay)
 
     # ----------------------------------------------------------- progress
     def note_registered(self) -> None:
@@ -383,15 +332,9 @@ class Simulator:
             last = now
 
 
-async def _write_all(call: grpc.aio.StreamStreamCall, outbox: asyncio.Queue[pb.AgentMessage]) -> None:
-    # A finished call refuses writes; the reader learns why from the call itself.
-    with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
-        while True:
-            await call.write(await outbox.get())
-
-
 class SimHost:
-    """One simulated host: identity, tasks (its "containers") and the stream that carries them."""
+    """One simulated host: its identity, its executor (timers for containers) and the real agent's
+    session carrying them."""
 
     def __init__(self, sim: Simulator, index: int) -> None:
         s = sim.s
@@ -401,61 +344,40 @@ class SimHost:
         if s.keep_instance_id:
             self.facts.cloud.instance_id = s.template.cloud.instance_id
         self.state_dir = s.state_dir / self.name if s.state_dir is not None else None
-        self.key: ec.EllipticCurvePrivateKey | None = None
-        self.key_pem = b""
-        self.cert_pem = b""
-        self.ca_pem = b""
-        self.renew_at = math.inf
+        self.identity = None if s.insecure else TlsIdentity(self.name, self.state_dir)
         self.cred: Credential | None = None
-        self.tasks: dict[str, SimTask] = {}
+        self.executor = SimExecutor(self.name)
         self.backoff = Backoff(cap_s=s.reconnect_cap_s)
 
-    @property
-    def insecure(self) -> bool:
-        return self.sim.s.insecure
-
-    # ------------------------------------------------------------ identity
-    def _use_key(self, key_pem: bytes) -> None:
-        key = serialization.load_pem_private_key(key_pem, password=None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise SimulationError(f"{self.state_dir}/{KEY_FILE} holds a {type(key).__name__}, not an EC key")
-        self.key, self.key_pem = key, key_pem
-
-    def _new_key(self) -> None:
-        """P-256, as load_or_create_key makes: generated in well under a millisecond, so doing it
-        on the event loop costs less than handing it to a thread."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        self.key = key
-        self.key_pem = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-
-    def _use_certificate(self, cert_pem: bytes, ca_pem: bytes) -> None:
-        self.cert_pem, self.ca_pem = cert_pem, self.sim.intern(ca_pem)
-        self.renew_at = _renew_at(cert_pem)
-
     def load_state(self) -> bool:
-        """True when the state dir already holds this host's credential (and, with TLS, its
+        """True when the state dir already holds this host's credential (and, with TLS, its key and
         certificate): it connects without registering, as `dstack-agent run` does after a restart."""
         assert self.state_dir is not None
         cred = load_credential(self.state_dir)
         if cred is None:
             return False
-        if not self.insecure:
-            found = load_certificate(self.state_dir)
-            if found is None or not (self.state_dir / KEY_FILE).exists():
+        if self.identity is not None:
+            if not (self.state_dir / KEY_FILE).exists() or not self.identity.load():
                 return False
-            self._use_key(load_or_create_key(self.state_dir))
-            self._use_certificate(*found)
+            self.identity.ca_pem = self.sim.intern(self.identity.ca_pem)
         self.cred = cred
         return True
 
-    # ------------------------------------------------------------ lifetime
     async def live(self) -> None:
         try:
             if self.cred is None:
                 await self._register()
-            await self._stream_forever()
+            assert self.cred is not None
+            await self._session(self.cred).run()
+        except CredentialRefused as exc:
+            # A real agent exits here; one refused host must not end the others.
+            log.warning(
+                "the controller refused host %s (%s): it was removed or the controller's data was reset; "
+                "this simulated host stops",
+                self.name,
+                exc,
+            )
+            self.sim.note_refused()
         except SimulationError as exc:
             self.sim.fail(exc)
         except asyncio.CancelledError:
@@ -464,202 +386,59 @@ class SimHost:
             log.exception("simulated host %s stopped: %s", self.name, exc)
             self.sim.note_refused()
 
+    def _session(self, cred: Credential) -> AgentSession:
+        sim = self.sim
+        return AgentSession(
+            self.name,
+            sim.s.controller,
+            cred,
+            self.identity,
+            self.executor,
+            self._hello_facts,
+            self.backoff,
+            SessionHooks(
+                welcomed=lambda _: sim.note_connected(),
+                lost=sim.note_disconnected,
+                renewed=lambda _: log.debug("host %s renewed its certificate", self.name),
+                warn=sim.stream_warnings.warning,
+            ),
+            slots=sim.slots,
+        )
+
+    async def _hello_facts(self) -> pb.HostFacts:
+        return self.facts
+
     async def _register(self) -> None:
         s = self.sim.s
         assert s.join_token
         async with self.sim.slots:
             stub = await self.sim.register_stub()
             csr = b""
-            if not self.insecure:
-                if self.state_dir is not None:
-                    self._use_key(await asyncio.to_thread(load_or_create_key, self.state_dir))
-                else:
-                    self._new_key()
-                csr = make_csr(self.key_pem, self.name)
+            if self.identity is not None:
+                if self.state_dir is not None:  # a key file written (and fsynced) once: off the event loop
+                    await asyncio.to_thread(self.identity.ensure_key)
+                csr = self.identity.csr()
             request = pb.RegisterRequest(join_token=s.join_token, facts=self.facts, name=self.name, csr=csr)
-            while True:
-                try:
-                    resp: pb.RegisterResponse = await stub.Register(request, timeout=30)
-                    break
-                except grpc.aio.AioRpcError as exc:
-                    # Refusals no retry can change: a spent token, bad facts, a token for another fleet.
-                    if exc.code() in REFUSED:
-                        raise SimulationError(
-                            f"registration of {self.name} refused by the controller: {exc.details()} "
-                            f"(after {self.sim.registered}/{s.count} hosts registered; does the token allow "
-                            f"{s.count} uses? `dstack-controller token create --uses {s.count}`)"
-                        ) from None
-                    delay = self.backoff.next_delay()
-                    self.sim.register_warnings.warning(
-                        "cannot register with %s (%s); retrying in %.1fs",
-                        s.controller,
-                        exc.details() or exc.code().name,
-                        delay,
-                    )
-                    await asyncio.sleep(delay)
-        if not self.insecure:
-            assert self.key is not None
             try:
-                _check_certificate(resp.certificate, resp.ca_certificate, self.key)
+                resp = await register(stub, request, s.controller, self.backoff, self.sim.register_warnings.warning)
+            except RegistrationRefused as exc:
+                raise SimulationError(
+                    f"registration of {self.name} refused by the controller: {exc} "
+                    f"(after {self.sim.registered}/{s.count} hosts registered; does the token allow "
+                    f"{s.count} uses? `dstack-controller token create --uses {s.count}`)"
+                ) from None
+        if self.identity is not None:
+            try:
+                if self.state_dir is not None:
+                    await asyncio.to_thread(self.identity.accept, resp.certificate, resp.ca_certificate)
+                else:
+                    self.identity.accept(resp.certificate, resp.ca_certificate)
             except ValueError as exc:
                 raise SimulationError(f"the controller sent {self.name} an unusable certificate: {exc}") from None
-            self._use_certificate(resp.certificate, resp.ca_certificate)
+            self.identity.ca_pem = self.sim.intern(self.identity.ca_pem)
         self.cred = Credential(resp.host_id, resp.host_name, resp.credential, s.controller, resp.agent_port)
         if self.state_dir is not None:
-            await asyncio.to_thread(self._save_registration)
+            await asyncio.to_thread(save_credential, self.state_dir, self.cred)
         self.backoff.reset()
         log.debug("registered %s as %s (%s)", self.name, self.cred.host_name, self.cred.host_id)
         self.sim.note_registered()
-
-    def _save_registration(self) -> None:
-        assert self.state_dir is not None and self.cred is not None
-        if not self.insecure:
-            save_certificate(self.state_dir, self.cert_pem, self.ca_pem)
-        save_credential(self.state_dir, self.cred)
-
-    # -------------------------------------------------------------- stream
-    async def _stream_forever(self) -> None:
-        while True:
-            try:
-                await self._session()
-                reason = "the controller ended the stream"
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
-                    # A real agent exits here; one refused host must not end the others.
-                    log.warning(
-                        "the controller refused host %s (%s): it was removed or the controller's data was reset; "
-                        "this simulated host stops",
-                        self.name,
-                        exc.details(),
-                    )
-                    self.sim.note_refused()
-                    return
-                reason = exc.details() or exc.code().name
-            except asyncio.TimeoutError:
-                reason = f"no welcome within {WELCOME_TIMEOUT_S:.0f}s"
-            delay = self.backoff.next_delay()
-            self.sim.stream_warnings.warning(
-                "stream of %s to %s broke: %s; reconnecting in %.1fs", self.name, self.sim.s.controller, reason, delay
-            )
-            await asyncio.sleep(delay)
-
-    def _stream_channel(self) -> tuple[grpc.aio.Channel, tuple[tuple[str, str], ...]]:
-        assert self.cred is not None
-        if self.insecure:
-            channel = grpc.aio.insecure_channel(self.sim.s.controller, options=STREAM_OPTIONS)
-            return channel, (("authorization", f"Bearer {self.cred.credential}"),)
-        host, _ = split_address(self.sim.s.controller)
-        host = f"[{host}]" if ":" in host else host
-        creds = grpc.ssl_channel_credentials(
-            root_certificates=self.ca_pem, private_key=self.key_pem, certificate_chain=self.cert_pem
-        )
-        options = [*STREAM_OPTIONS, ("grpc.ssl_target_name_override", CONTROLLER_SAN)]
-        return grpc.aio.secure_channel(f"{host}:{self.cred.agent_port}", creds, options=options), ()
-
-    async def _session(self) -> None:
-        assert self.cred is not None
-        outbox: asyncio.Queue[pb.AgentMessage] = asyncio.Queue()
-        outbox.put_nowait(
-            pb.AgentMessage(
-                hello=pb.Hello(facts=self.facts, container_task_ids=sorted(self.tasks), host_id=self.cred.host_id)
-            )
-        )
-
-        reporters: dict[str, asyncio.Task[None]] = {}
-        heartbeat: asyncio.Task[None] | None = None
-        writer: asyncio.Task[None] | None = None
-        welcomed = False
-        holding = False
-        channel, metadata = self._stream_channel()
-        try:
-            await self.sim.slots.acquire()
-            holding = True
-            # Written by a task of ours rather than from a request iterator: grpc's iterator consumer
-            # is a task nobody can await, and every broken stream would log its destruction.
-            call = pb_grpc.AgentServiceStub(channel).Connect(metadata=metadata)
-            writer = asyncio.ensure_future(_write_all(call, outbox))
-            while True:
-                read = call.read()
-                msg = await (read if welcomed else asyncio.wait_for(read, WELCOME_TIMEOUT_S))
-                if not isinstance(msg, pb.ControllerMessage):  # grpc.aio.EOF: the controller ended the stream
-                    return
-                kind = msg.WhichOneof("body")
-                if kind == "welcome":
-                    if holding:
-                        self.sim.slots.release()
-                        holding = False
-                    self.backoff.reset()
-                    if heartbeat is None:
-                        interval = msg.welcome.heartbeat_interval_s or 10
-                        heartbeat = asyncio.ensure_future(self._heartbeats(outbox, interval))
-                    if not welcomed:
-                        welcomed = True
-                        self.sim.note_connected()
-                elif kind == "assign":
-                    self._assign(msg.assign, outbox, reporters)
-                elif kind == "stop":
-                    task = self.tasks.get(msg.stop.task_id)
-                    if task is not None:
-                        task.stop(msg.stop.abort)
-                elif kind == "release":
-                    gone = self.tasks.pop(msg.release.task_id, None)
-                    if gone is not None:
-                        gone.remove()
-                    reporter = reporters.pop(msg.release.task_id, None)
-                    if reporter is not None:
-                        reporter.cancel()
-                elif kind == "certificate":
-                    await self._store_renewed(msg.certificate.certificate)
-        finally:
-            if holding:
-                self.sim.slots.release()
-            helpers = [t for t in (writer, heartbeat, *reporters.values()) if t is not None]
-            for t in helpers:
-                t.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
-            if welcomed:
-                self.sim.note_disconnected()
-            await channel.close(None)
-
-    def _assign(
-        self, a: pb.Assignment, outbox: asyncio.Queue[pb.AgentMessage], reporters: dict[str, asyncio.Task[None]]
-    ) -> None:
-        """Starts the task unless it runs already (a re-assignment after a reconnect re-adopts it)."""
-        task = self.tasks.get(a.task_id)
-        if task is None:
-            if a.started:
-                # The controller saw it running, but this process has no memory of it (restarted).
-                outbox.put_nowait(event(a.task_id, pb.TASK_EVENT_KIND_LOST, reason=LOST))
-                return
-            try:
-                seconds, exit_code = parse_spec(a.run)
-            except SpecError as exc:
-                outbox.put_nowait(event(a.task_id, pb.TASK_EVENT_KIND_FAILED_TO_START, reason=str(exc)))
-                return
-            task = SimTask(a.task_id, self.name, seconds, exit_code)
-            self.tasks[a.task_id] = task
-            log.debug("task %s started on %s for %.1fs", a.task_name, self.name, seconds)
-        current = reporters.get(a.task_id)
-        if current is None or current.done():
-            reporters[a.task_id] = asyncio.ensure_future(report(task, a, outbox.put_nowait))
-
-    async def _heartbeats(self, outbox: asyncio.Queue[pb.AgentMessage], interval_s: float) -> None:
-        while True:
-            await asyncio.sleep(interval_s)
-            outbox.put_nowait(pb.AgentMessage(heartbeat=pb.Heartbeat(sent_at_ms=int(time.time() * 1000))))
-            # As the real agent: ask at every heartbeat from two thirds of the life on, until one comes.
-            if not self.insecure and time.time() >= self.renew_at:
-                outbox.put_nowait(pb.AgentMessage(renew=pb.RenewCertificate(csr=make_csr(self.key_pem, self.name))))
-
-    async def _store_renewed(self, cert_pem: bytes) -> None:
-        if self.insecure or self.key is None:
-            return
-        try:
-            _check_certificate(cert_pem, self.ca_pem, self.key)
-            if self.state_dir is not None:
-                await asyncio.to_thread(save_certificate, self.state_dir, cert_pem, self.ca_pem)
-        except ValueError as exc:  # keep the certificate we have
-            log.warning("host %s ignored a renewed certificate: %s", self.name, exc)
-            return
-        self._use_certificate(cert_pem, self.ca_pem)
-        log.debug("host %s renewed its certificate", self.name)

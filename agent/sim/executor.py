@@ -1,0 +1,65 @@
+"""A simulated host's Executor (agent/session.py): SimTasks stand for containers and outlive the
+stream; one reporter per task per stream stands for the TaskRunner."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from dstack_hybrid.v1 import hybrid_pb2 as pb
+
+from agent.session import Send
+from agent.sim.tasks import SimTask, SpecError, event, parse_spec, report
+
+log = logging.getLogger("dstack.agent.sim")
+
+LOST = "the task's container disappeared from the host"
+
+
+class SimExecutor:
+    def __init__(self, host_name: str) -> None:
+        self.host_name = host_name
+        self.tasks: dict[str, SimTask] = {}
+        self.reporters: dict[str, asyncio.Task[None]] = {}
+
+    async def present_task_ids(self) -> list[str]:
+        return sorted(self.tasks)
+
+    def assign(self, a: pb.Assignment, send: Send) -> None:
+        """Starts the task unless it runs already (a re-assignment after a reconnect re-adopts it)."""
+        task = self.tasks.get(a.task_id)
+        if task is None:
+            if a.started:
+                # The controller saw it running, but this process has no memory of it (restarted).
+                send(event(a.task_id, pb.TASK_EVENT_KIND_LOST, reason=LOST))
+                return
+            try:
+                seconds, exit_code = parse_spec(a.run)
+            except SpecError as exc:
+                send(event(a.task_id, pb.TASK_EVENT_KIND_FAILED_TO_START, reason=str(exc)))
+                return
+            task = SimTask(a.task_id, self.host_name, seconds, exit_code)
+            self.tasks[a.task_id] = task
+            log.debug("task %s started on %s for %.1fs", a.task_name, self.host_name, seconds)
+        current = self.reporters.get(a.task_id)
+        if current is None or current.done():
+            self.reporters[a.task_id] = asyncio.ensure_future(report(task, a, send))
+
+    def stop(self, stop: pb.StopTask) -> None:
+        task = self.tasks.get(stop.task_id)
+        if task is not None:
+            task.stop(stop.abort)
+
+    def release(self, task_id: str) -> None:
+        gone = self.tasks.pop(task_id, None)
+        if gone is not None:
+            gone.remove()
+        reporter = self.reporters.pop(task_id, None)
+        if reporter is not None:
+            reporter.cancel()
+
+    async def end_stream(self) -> None:
+        reporters, self.reporters = list(self.reporters.values()), {}
+        for reporter in reporters:
+            reporter.cancel()
+        await asyncio.gather(*reporters, return_exceptions=True)
