@@ -20,6 +20,7 @@ from controller.configs.fleet import FleetConfiguration
 from controller.configs.task import TaskConfiguration
 from controller.configs.volume import VolumeConfiguration
 from controller.images.platforms import PlatformLookup, native_arches
+from controller.lifecycle.task_events import SUPPORTED_ARCHES, Report, on_report
 from controller.placement import HostIndex, HostView, Requirements
 from controller.placement.rules import volume_matches
 from controller.server import taskspec
@@ -32,12 +33,9 @@ from controller.settings import ControllerSettings
 from controller.store import StorageError, Store
 from controller.store.records import (
     ACTIVE_ON_HOST,
-    DONE,
     FAILED,
     PENDING,
     PROVISIONING,
-    RUNNING,
-    STOPPED,
     HostRecord,
     TaskRecord,
 )
@@ -47,8 +45,6 @@ if TYPE_CHECKING:
     from controller.backends.burst import Burster
 
 log = logging.getLogger("dstack.controller")
-
-SUPPORTED_ARCHES = frozenset({"amd64", "arm64"})
 
 
 class Controller:
@@ -457,53 +453,18 @@ class Controller:
 
     def on_task_event(self, host: HostRecord, event: pb.TaskEvent) -> list[pb.ControllerMessage]:
         task = self.store.get_task(event.task_id)
-        if task is None or task.host_id != host.id or task.terminal:
-            # Not this host's (any more): the container, if there is one, can go.
+        if task is None:
             return [pb.ControllerMessage(release=pb.Release(task_id=event.task_id))]
-        now = event.at_ms / 1000 if event.at_ms else self.clock()
-        release = False
-        publish = True
-        if event.kind == pb.TASK_EVENT_KIND_STARTED:
-            if task.status != RUNNING:
-                task.status, task.reason = RUNNING, ""
-                task.started_at = task.started_at or now
-        elif event.kind == pb.TASK_EVENT_KIND_EXITED:
-            task.exit_code = event.exit_code
-            task.finished_at = now
-            if task.stop_requested:
-                task.status, task.reason = STOPPED, "stopped by user"
-            elif event.exit_code == 0:
-                task.status, task.reason = DONE, ""
-            else:
-                task.status, task.reason = FAILED, f"exited with code {event.exit_code}"
-            release = True
-        elif event.kind == pb.TASK_EVENT_KIND_REFUSED:
-            log.warning("host %s refused task %s: %s", host.name, task.name, event.reason)
-            task.refused_hosts = sorted({*task.refused_hosts, host.id})
-            task.refusal = event.reason
-            platform_arch = event.image_platform.split("/")[1] if "/" in event.image_platform else ""
-            if platform_arch in SUPPORTED_ARCHES:
-                task.arch = platform_arch  # never place it on this arch again: no retry loop
-            task.host_id = ""
-            if task.stop_requested:
-                task.status, task.reason, task.finished_at = STOPPED, "stopped by user", now
-            else:
-                # Back to pending; the scheduler publishes where it went, or why nowhere, so a
-                # follower never mistakes this moment for the final word.
-                task.status, task.reason = PENDING, event.reason
-                publish = False
-                self.wake()
-        elif event.kind in (pb.TASK_EVENT_KIND_FAILED_TO_START, pb.TASK_EVENT_KIND_LOST):
-            task.status, task.reason, task.finished_at = FAILED, event.reason, now
-            release = True
-        else:
-            return []
-        self.store.update_task(task)
-        if task.terminal or task.status == PENDING:
+        task, effects = on_report(task, host.id, Report.from_proto(event), self.clock())
+        if effects.refusal:
+            log.warning("host %s refused task %s: %s", host.name, task.name, effects.refusal)
+        if effects.changed:
+            self.store.update_task(task)
+            log.info("task %s is %s%s", task.name, task.status, f": {task.reason}" if task.reason else "")
+        if effects.free_capacity:
             self.release(task.id)
-        if publish:
+        if effects.publish:
             self.publish_status(task)
-        log.info("task %s is %s%s", task.name, task.status, f": {task.reason}" if task.reason else "")
-        if task.terminal:
-            self.wake()  # resources freed
-        return [pb.ControllerMessage(release=pb.Release(task_id=task.id))] if release else []
+        if effects.wake_scheduler:
+            self.wake()
+        return [pb.ControllerMessage(release=pb.Release(task_id=task.id))] if effects.release_container else []

@@ -1,0 +1,106 @@
+"""What a task becomes when its host reports on it, and what the controller must do next.
+
+`on_report(task, host_id, report, now) -> (task, effects)` is pure: the caller stores the task
+and carries out the effects (release the container, free the reservation, publish, wake the
+scheduler), so every transition is a row in tests/unit/test_task_lifecycle.py."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from dstack_hybrid.v1 import hybrid_pb2 as pb
+
+from controller.store.records import DONE, FAILED, PENDING, RUNNING, STOPPED, TaskRecord
+
+SUPPORTED_ARCHES = frozenset({"amd64", "arm64"})
+STOPPED_BY_USER = "stopped by user"
+
+
+@dataclass(frozen=True)
+class Report:
+    """One TaskEvent from an agent, as the lifecycle needs it."""
+
+    kind: int  # pb.TaskEventKind
+    at: float | None = None  # when the host saw it (epoch seconds); None: when it arrived
+    exit_code: int = 0
+    reason: str = ""
+    image_platform: str = ""  # a refusal's image platform, e.g. linux/arm64
+
+    @classmethod
+    def from_proto(cls, event: pb.TaskEvent) -> Report:
+        return cls(
+            kind=event.kind,
+            at=event.at_ms / 1000 if event.at_ms else None,
+            exit_code=event.exit_code,
+            reason=event.reason,
+            image_platform=event.image_platform,
+        )
+
+
+@dataclass(frozen=True)
+class Effects:
+    changed: bool = False  # the task must be stored
+    release_container: bool = False  # the host may remove the container
+    free_capacity: bool = False  # the task no longer holds its host's cpu, memory and GPUs
+    publish: bool = False  # followers must see the new status
+    wake_scheduler: bool = False  # a pending task may fit now, or this one must be placed again
+    refusal: str = ""  # the host refused the task: worth a warning in the controller's log
+
+
+IGNORE = Effects()
+NOT_YOURS = Effects(release_container=True)
+
+
+def on_report(task: TaskRecord, host_id: str, report: Report, now: float) -> tuple[TaskRecord, Effects]:
+    """The task after `report` from host `host_id`; `task` itself is not modified."""
+    if task.host_id != host_id or task.terminal:
+        # Not this host's (any more): the container, if there is one, can go.
+        return task, NOT_YOURS
+    at = report.at if report.at is not None else now
+    kind = report.kind
+    if kind == pb.TASK_EVENT_KIND_STARTED:
+        if task.status == RUNNING:
+            return task, Effects(publish=True)  # a re-adopted container: said again, nothing changes
+        started = dataclasses.replace(task, status=RUNNING, reason="", started_at=task.started_at or at)
+        return started, Effects(changed=True, publish=True)
+    if kind == pb.TASK_EVENT_KIND_EXITED:
+        if task.stop_requested:
+            status, reason = STOPPED, STOPPED_BY_USER
+        elif report.exit_code == 0:
+            status, reason = DONE, ""
+        else:
+            status, reason = FAILED, f"exited with code {report.exit_code}"
+        ended = dataclasses.replace(task, status=status, reason=reason, exit_code=report.exit_code, finished_at=at)
+        return ended, _ended()
+    if kind == pb.TASK_EVENT_KIND_REFUSED:
+        return _refused(task, host_id, report, at)
+    if kind in (pb.TASK_EVENT_KIND_FAILED_TO_START, pb.TASK_EVENT_KIND_LOST):
+        return dataclasses.replace(task, status=FAILED, reason=report.reason, finished_at=at), _ended()
+    return task, IGNORE
+
+
+def _ended() -> Effects:
+    return Effects(changed=True, release_container=True, free_capacity=True, publish=True, wake_scheduler=True)
+
+
+def _refused(task: TaskRecord, host_id: str, report: Report, at: float) -> tuple[TaskRecord, Effects]:
+    """The host will not run it (an image for another architecture, say): never this host
+    again, and never this arch again when the refusal names the image's, so there is no retry loop."""
+    parts = report.image_platform.split("/")
+    platform_arch = parts[1] if len(parts) > 1 else ""
+    refused = dataclasses.replace(
+        task,
+        refused_hosts=sorted({*task.refused_hosts, host_id}),
+        refusal=report.reason,
+        arch=platform_arch if platform_arch in SUPPORTED_ARCHES else task.arch,
+        host_id="",
+    )
+    if task.stop_requested:
+        stopped = dataclasses.replace(refused, status=STOPPED, reason=STOPPED_BY_USER, finished_at=at)
+        ended = Effects(changed=True, free_capacity=True, publish=True, wake_scheduler=True, refusal=report.reason)
+        return stopped, ended
+    # Back to pending; the scheduler publishes where it went, or why nowhere, so a follower
+    # never mistakes this moment for the final word.
+    pending = dataclasses.replace(refused, status=PENDING, reason=report.reason)
+    return pending, Effects(changed=True, free_capacity=True, wake_scheduler=True, refusal=report.reason)

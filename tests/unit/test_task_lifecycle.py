@@ -1,0 +1,148 @@
+"""The task lifecycle from a table: each row is a task, a host's report, and what must follow."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+from dstack_hybrid.v1 import hybrid_pb2 as pb
+
+from controller.lifecycle.task_events import Effects, Report, on_report
+from controller.store.records import DONE, FAILED, PENDING, PROVISIONING, RUNNING, STOPPED, TaskRecord
+
+NOW = 1_000.0
+H1, H2 = "h1", "h2"
+
+
+def task(**fields: Any) -> TaskRecord:
+    base = TaskRecord(id="t1", name="train", configuration_json="{}", image="img", submitted_at=1.0)
+    return dataclasses.replace(base, **{"status": PROVISIONING, "host_id": H1, **fields})
+
+
+ENDED = Effects(changed=True, release_container=True, free_capacity=True, publish=True, wake_scheduler=True)
+
+# (name, task before, report, task fields after, effects)
+ROWS: list[tuple[str, TaskRecord, Report, dict[str, Any], Effects]] = [
+    (
+        "started",
+        task(),
+        Report(pb.TASK_EVENT_KIND_STARTED, at=900.0),
+        {"status": RUNNING, "started_at": 900.0, "reason": ""},
+        Effects(changed=True, publish=True),
+    ),
+    (
+        "started again after a reconnect keeps the first start",
+        task(status=RUNNING, started_at=800.0),
+        Report(pb.TASK_EVENT_KIND_STARTED, at=950.0),
+        {"status": RUNNING, "started_at": 800.0},
+        Effects(publish=True),
+    ),
+    (
+        "a report without a time takes the controller's",
+        task(),
+        Report(pb.TASK_EVENT_KIND_STARTED),
+        {"status": RUNNING, "started_at": NOW},
+        Effects(changed=True, publish=True),
+    ),
+    (
+        "exit 0 is done",
+        task(status=RUNNING),
+        Report(pb.TASK_EVENT_KIND_EXITED, at=990.0, exit_code=0),
+        {"status": DONE, "exit_code": 0, "finished_at": 990.0, "reason": ""},
+        ENDED,
+    ),
+    (
+        "exit 7 is failed, with the code",
+        task(status=RUNNING),
+        Report(pb.TASK_EVENT_KIND_EXITED, exit_code=7),
+        {"status": FAILED, "exit_code": 7, "reason": "exited with code 7", "finished_at": NOW},
+        ENDED,
+    ),
+    (
+        "any exit after a stop request is stopped",
+        task(status=RUNNING, stop_requested=True),
+        Report(pb.TASK_EVENT_KIND_EXITED, exit_code=143),
+        {"status": STOPPED, "exit_code": 143, "reason": "stopped by user"},
+        ENDED,
+    ),
+    (
+        "failed to start",
+        task(),
+        Report(pb.TASK_EVENT_KIND_FAILED_TO_START, reason="no such image"),
+        {"status": FAILED, "reason": "no such image", "finished_at": NOW},
+        ENDED,
+    ),
+    (
+        "lost",
+        task(status=RUNNING),
+        Report(pb.TASK_EVENT_KIND_LOST, reason="the container disappeared"),
+        {"status": FAILED, "reason": "the container disappeared"},
+        ENDED,
+    ),
+    (
+        "refused for the image's arch: pending again, never on that host or arch",
+        task(refused_hosts=["h0"]),
+        Report(pb.TASK_EVENT_KIND_REFUSED, reason="image is linux/arm64 only", image_platform="linux/arm64"),
+        {
+            "status": PENDING,
+            "host_id": "",
+            "arch": "arm64",
+            "refused_hosts": ["h0", H1],
+            "refusal": "image is linux/arm64 only",
+        },
+        Effects(changed=True, free_capacity=True, wake_scheduler=True, refusal="image is linux/arm64 only"),
+    ),
+    (
+        "refused with a platform of no supported arch keeps the task's arch",
+        task(arch=""),
+        Report(pb.TASK_EVENT_KIND_REFUSED, reason="emulated", image_platform="linux/s390x"),
+        {"status": PENDING, "arch": ""},
+        Effects(changed=True, free_capacity=True, wake_scheduler=True, refusal="emulated"),
+    ),
+    (
+        "refused after a stop request: stopped, nothing to place",
+        task(stop_requested=True),
+        Report(pb.TASK_EVENT_KIND_REFUSED, reason="no"),
+        {"status": STOPPED, "reason": "stopped by user", "host_id": "", "finished_at": NOW},
+        Effects(changed=True, free_capacity=True, publish=True, wake_scheduler=True, refusal="no"),
+    ),
+    (
+        "another host's task: its container goes, the task is untouched",
+        task(host_id=H2, status=RUNNING),
+        Report(pb.TASK_EVENT_KIND_EXITED, exit_code=0),
+        {"status": RUNNING, "host_id": H2},
+        Effects(release_container=True),
+    ),
+    (
+        "a finished task: a late report changes nothing",
+        task(status=DONE, exit_code=0),
+        Report(pb.TASK_EVENT_KIND_EXITED, exit_code=1),
+        {"status": DONE, "exit_code": 0},
+        Effects(release_container=True),
+    ),
+    (
+        "an unknown kind is ignored",
+        task(status=RUNNING),
+        Report(999),
+        {"status": RUNNING},
+        Effects(),
+    ),
+]
+
+
+@pytest.mark.parametrize(("before", "report", "after", "effects"), [r[1:] for r in ROWS], ids=[r[0] for r in ROWS])
+def test_transition(before: TaskRecord, report: Report, after: dict[str, Any], effects: Effects) -> None:
+    snapshot = dataclasses.replace(before, refused_hosts=list(before.refused_hosts))
+    result, got = on_report(before, H1, report, NOW)
+    assert got == effects
+    assert {k: getattr(result, k) for k in after} == after
+    assert before == snapshot  # pure: the input is not modified
+    if not got.changed:
+        assert result == before
+
+
+def test_report_from_proto_reads_milliseconds_and_no_time() -> None:
+    event = pb.TaskEvent(task_id="t1", kind=pb.TASK_EVENT_KIND_EXITED, at_ms=1500, exit_code=3)
+    assert Report.from_proto(event) == Report(pb.TASK_EVENT_KIND_EXITED, at=1.5, exit_code=3)
+    assert Report.from_proto(pb.TaskEvent(kind=pb.TASK_EVENT_KIND_STARTED)).at is None
