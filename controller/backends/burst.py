@@ -45,8 +45,6 @@ from controller.configs.fleet import FleetConfiguration
 from controller.configs.task import TaskConfiguration
 from controller.configs.volume import VolumeConfiguration
 from controller.placement.model import Requirements
-from controller.server import taskspec
-from controller.server.requirements import SubmitError
 from controller.store.records import (
     ACTIVE_ON_HOST,
     INSTANCE_RUNNING,
@@ -59,6 +57,8 @@ from controller.store.records import (
     TaskRecord,
     TokenRecord,
 )
+from controller.tasks import taskspec
+from controller.tasks.requirements import SubmitError
 from controller.tokens import create_token
 
 if TYPE_CHECKING:

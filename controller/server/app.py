@@ -78,9 +78,10 @@ def start_bursting(controller: Controller, settings: ControllerSettings) -> asyn
             address,
             settings.config_path or "the config file",
         )
-    controller.burst = Burster(controller, file_config, controller_id(settings.data_dir), address)
-    log.info("bursting to %s", ", ".join(controller.burst.backends.kinds))
-    return asyncio.create_task(controller.burst.run())
+    burst = Burster(controller, file_config, controller_id(settings.data_dir), address)
+    controller.set_burst(burst)
+    log.info("bursting to %s", ", ".join(burst.backends.kinds))
+    return asyncio.create_task(burst.run())
 
 
 def _bind(address: str, bind: Callable[[str], int]) -> int:

@@ -13,13 +13,13 @@ from dstack_hybrid.v1 import hybrid_pb2 as pb
 from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 
 from controller.configs.task import TaskConfiguration
-from controller.server import taskspec
 from controller.server.auth import require_api_token
 from controller.server.configs_service import ConfigsMixin
 from controller.server.convert import host_facts, log_line
 from controller.server.core import Controller
-from controller.server.requirements import SubmitError, check_zones, mounts
 from controller.store.records import PENDING, STOPPED, HostRecord, TaskRecord
+from controller.tasks import taskspec
+from controller.tasks.requirements import SubmitError, check_zones, mounts
 
 log = logging.getLogger("dstack.controller.client")
 
@@ -162,9 +162,7 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
 
     async def ListHosts(self, request: pb.ListHostsRequest, context: grpc.aio.ServicerContext) -> pb.ListHostsResponse:
         await self._auth(context)
-        counts: dict[str, int] = {}
-        for held in self.c.reservations.values():
-            counts[held[0]] = counts.get(held[0], 0) + 1
+        counts = self.c.inventory.ledger.task_counts()
         return pb.ListHostsResponse(
             hosts=[self.host_message(h, counts.get(h.id, 0)) for h in self.c.store.list_hosts()]
         )

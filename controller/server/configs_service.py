@@ -11,11 +11,11 @@ from pydantic import ValidationError
 from controller.configs.fleet import FleetConfiguration
 from controller.configs.volume import VolumeConfiguration
 from controller.placement import place
-from controller.server import taskspec
 from controller.server.cloud_service import CloudMixin
 from controller.server.core import Controller
-from controller.server.requirements import SubmitError, check_zones
 from controller.store.records import ConfigRecord
+from controller.tasks import taskspec
+from controller.tasks.requirements import SubmitError, check_zones
 
 log = logging.getLogger("dstack.controller.configs")
 

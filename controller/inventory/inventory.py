@@ -1,0 +1,144 @@
+"""The controller's in-memory picture of its hosts, rebuilt from the store at start.
+
+`generation` is bumped whenever a pending task might fit now (a host came or changed, capacity
+was freed, fleets or volumes changed): the scheduler skips passes with nothing new, because each
+task that fits nowhere costs a look at every host."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from controller.configs.fleet import FleetConfiguration
+from controller.configs.volume import VolumeConfiguration
+from controller.inventory.ledger import Share, UsageLedger
+from controller.placement import HostIndex, HostView
+from controller.server.convert import host_facts
+from controller.server.sessions import Sessions
+from controller.server.views import host_view
+from controller.store import Store
+from controller.store.records import ACTIVE_ON_HOST, ConfigRecord, HostRecord, TaskRecord
+from controller.tasks.requirements import AppliedVolume
+
+LIVENESS_CHECK_S = 1.0
+
+
+class Inventory:
+    def __init__(self, store: Store, sessions: Sessions, host_grace_s: float, clock: Callable[[], float]) -> None:
+        self.store = store
+        self.sessions = sessions
+        self.host_grace_s = host_grace_s
+        self.clock = clock
+        self.index = HostIndex()
+        self.ledger = UsageLedger()
+        self.fleets: dict[str, FleetConfiguration] = {}
+        self.volumes: dict[str, AppliedVolume] = {}
+        self.generation = 0
+        self._liveness_checked_at = 0.0
+        self._zones: tuple[int, set[str]] = (-1, set())
+
+    def load(self, share_of: Callable[[TaskRecord], Share | None]) -> None:
+        """Builds the index from the store (at start, so a restart loses nothing); `share_of`
+        says what a placed task holds (None: it cannot be read back, so it holds nothing)."""
+        self.reload_configs(refresh=False)
+        for host in self.store.list_hosts():
+            self.refresh_host(host)
+        for task in self.store.list_tasks(include_finished=False):
+            if task.host_id and task.status in ACTIVE_ON_HOST:
+                share = share_of(task)
+                if share is not None:
+                    self.reserve(task.id, task.host_id, share)
+
+    def reload_configs(self, refresh: bool = True) -> None:
+        self.fleets = {
+            record.name: FleetConfiguration.model_validate_json(record.configuration_json)
+            for record in self.store.list_configs("fleet")
+        }
+        self.volumes = {
+            record.name: _applied_volume(record)
+            for record in self.store.list_configs("volume")
+        }
+        self.generation += 1
+        if refresh:
+            for host in self.store.list_hosts():
+                self.refresh_host(host)
+
+    # ----------------------------------------------------------------- hosts
+    def host_name(self, host_id: str) -> str:
+        view = self.index.get(host_id) if host_id else None
+        if view is not None:
+            return view.name
+        host = self.store.get_host(host_id) if host_id else None
+        return host.name if host else ""
+
+    def is_live(self, host_id: str, now: float) -> bool:
+        session = self.sessions.get(host_id)
+        return session is not None and now - session.last_seen <= self.host_grace_s
+
+    def refresh_host(self, host: HostRecord) -> HostView:
+        """Re-derives one host's view (facts, fleet, liveness) with what its tasks hold."""
+        fleet = self.fleets.get(host.fleet)
+        view = host_view(
+            host,
+            host_facts(host),
+            self.is_live(host.id, self.clock()),
+            frozenset(r.lower() for r in fleet.regions) or None if fleet else None,
+            frozenset(fleet.availability_zones) or None if fleet else None,
+        )
+        return self._put(_with_usage(view, self.ledger.on_host(host.id)))
+
+    def forget_host(self, host_id: str) -> None:
+        self.index.remove(host_id)
+        self.ledger.forget_host(host_id)
+        self.generation += 1
+
+    def refresh_liveness(self) -> None:
+        """Hosts go offline by the clock, not by an event: re-check them all, at most once a
+        second (connects and disconnects refresh their own host at once; this finds the silent)."""
+        now = self.clock()
+        if now - self._liveness_checked_at < LIVENESS_CHECK_S:
+            return
+        self._liveness_checked_at = now
+        for view in list(self.index.hosts()):
+            if view.live != self.is_live(view.id, now):
+                self._put(dataclasses.replace(view, live=not view.live))
+
+    def known_zones(self) -> set[str]:
+        """Zones of hosts, fleets and volumes: what a task may name (the clouds' add to these)."""
+        if self._zones[0] != self.generation:
+            zones = {v.zone for v in self.index.hosts() if v.zone}
+            zones |= {z for f in self.fleets.values() for z in f.availability_zones}
+            zones |= {v.config.availability_zone for v in self.volumes.values() if v.config.availability_zone}
+            self._zones = (self.generation, zones)
+        return self._zones[1]
+
+    # ----------------------------------------------------------------- usage
+    def reserve(self, task_id: str, host_id: str, share: Share) -> None:
+        if self.ledger.reserve(task_id, host_id, share):
+            self._mirror_usage(host_id)
+
+    def release(self, task_id: str) -> None:
+        host_id = self.ledger.release(task_id)
+        if host_id is not None:
+            self._mirror_usage(host_id)
+            self.generation += 1  # capacity freed: a pending task may fit now
+
+    def _mirror_usage(self, host_id: str) -> None:
+        view = self.index.get(host_id)
+        if view is not None:
+            self._put(_with_usage(view, self.ledger.on_host(host_id)), bump=False)
+
+    def _put(self, view: HostView, bump: bool = True) -> HostView:
+        if self.index.get(view.id) != view:
+            self.index.upsert(view)
+            if bump:
+                self.generation += 1
+        return view
+
+
+def _applied_volume(record: ConfigRecord) -> AppliedVolume:
+    return AppliedVolume(VolumeConfiguration.model_validate_json(record.configuration_json), record.status)
+
+
+def _with_usage(view: HostView, share: Share) -> HostView:
+    return dataclasses.replace(view, cpu_used=share.cpu, memory_used_bytes=share.memory_bytes, gpus_used=share.gpus)
