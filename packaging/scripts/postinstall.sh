@@ -13,6 +13,12 @@ EXTRA_GROUPS="@EXTRA_GROUPS@"
 PREFIX=/opt/dstack/@SHORT@
 STATE=/var/lib/@NAME@
 
+# Whether python3 is a CPython the wheelhouse has wheels for. packaging/build writes the range
+# from its PY_VERSIONS, as it writes the package's python3 dependency: the two say the same.
+python_fits() {
+    python3 -c 'import sys; sys.exit(not (@PY_FIRST_TUPLE@ <= sys.version_info[:2] < @PY_BELOW_TUPLE@))'
+}
+
 case "$1" in
     configure|abort-upgrade|abort-remove|abort-deconfigure) first=0; [ -z "$2" ] && [ "$1" = configure ] && first=1 ;;
     1) first=1 ;;
@@ -46,8 +52,8 @@ fi
 # The virtualenv: a new one per install next to the current one, then the
 # "venv" link is switched in one rename, so a running process never sees a
 # half-installed tree.
-if ! python3 -c 'import sys; sys.exit(not ((3, 10) <= sys.version_info[:2] <= (3, 12)))'; then
-    echo "$NAME: python3 is $(python3 -V 2>&1); this package ships wheels for CPython 3.10-3.12 only" >&2
+if ! python_fits; then
+    echo "$NAME: python3 is $(python3 -V 2>&1); this package ships wheels for CPython @PY_FIRST@ to @PY_LAST@ only" >&2
     exit 1
 fi
 new="$PREFIX/venv-$VERSION-$$"

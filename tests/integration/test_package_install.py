@@ -1,10 +1,17 @@
-"""The dstack-agent .deb installed into a minimal Debian bookworm (debootstrap minbase) container.
+"""The dstack-agent .deb installed into minimal Debian roots (debootstrap minbase): bookworm (12,
+python3.11) and trixie (13, python3.13), each in its own container.
 
-One root, in order: `apt-get install ./dstack-agent_*.deb` (python3-venv and its dependencies come
-from Debian's mirror), `dstack-agent facts --json`, registration with a controller on this host's
-loopback (the container shares the host network), then an upgrade to a newer build (a repack of
-the same package with Version 0.1.0-2) that keeps /etc/dstack/agent.yaml edits and the state dir,
-`remove` (keeps the state) and `purge` (deletes it).
+In each root, in order: `apt-get install ./dstack-agent_*.deb` (python3-venv and its dependencies
+come from Debian's mirror; the virtualenv must be built from the wheels for that root's CPython),
+`dstack-agent facts --json`, registration with a controller on this host's loopback (the container
+shares the host network), a task that runs across an upgrade to a newer build (a repack of the same
+package with Version 0.1.0-2) that keeps /etc/dstack/agent.yaml edits and the state dir, `remove`
+(keeps the state) and `purge` (deletes it).
+
+The recommended container engine: apt's own resolution is asked (`apt-get install -s`, a
+simulation: docker.io is not downloaded) whether the install pulls docker.io, and whether
+--no-install-recommends leaves it out; the real installs use --no-install-recommends (the test
+uses the host's engine through its socket).
 
 There is no systemd in the container: the test starts `dstack-agent run` itself with `docker exec -d`.
 The container and the imported image are removed by their ids. The root is cached as a tarball
@@ -26,7 +33,14 @@ from pathlib import Path
 import pytest
 
 from tests.support.cluster import ControllerProcess, wait_for
-from tests.support.debroot import DebrootUnavailable, docker_cli, ensure_minbase_tar, import_image, repack_deb
+from tests.support.debroot import (
+    SUITES,
+    DebrootUnavailable,
+    docker_cli,
+    ensure_minbase_tar,
+    import_image,
+    repack_deb,
+)
 from tests.support.dockerd import DockerEngine
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.timeout(1500)]
@@ -36,6 +50,9 @@ STATE = "/var/lib/dstack-agent"
 CONFIG = "/etc/dstack/agent.yaml"
 AGENT_PID = "/run/dstack-agent-test.pid"
 AGENT_LOG = "/var/log/dstack-agent-test.log"
+VENV = "/opt/dstack/agent/venv"
+# Each suite's python3: the post-install must accept it and the package must carry its wheels.
+SUITE_PYTHON = {"bookworm": "3.11", "trixie": "3.13"}
 
 
 def _version() -> str:
@@ -100,16 +117,22 @@ class Container:
         return self.sh(f"cat {AGENT_LOG} 2>/dev/null || true", check=False).stdout
 
 
+@pytest.fixture(scope="module", params=SUITES)
+def suite(request: pytest.FixtureRequest) -> str:
+    """The Debian release of the root: every test here runs once in each."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def container(docker_engine: DockerEngine, debs: dict[str, Path]) -> Iterator[Container]:
+def container(docker_engine: DockerEngine, debs: dict[str, Path], suite: str) -> Iterator[Container]:
     try:
-        tarball = ensure_minbase_tar()
+        tarball = ensure_minbase_tar(suite)
     except DebrootUnavailable as exc:
         pytest.skip(str(exc))
     image = import_image(tarball)
     cid = ""
     try:
-        args = ["run", "-d", "--network", "host", "--label", "dstack-test=package-install"]
+        args = ["run", "-d", "--network", "host", "--label", f"dstack-test=package-install-{suite}"]
         # The engine's socket at the usual path: the agent's Docker runtime (needed for a session).
         host = docker_engine.host
         if host.startswith("unix://"):
@@ -155,20 +178,43 @@ def _installed_version(c: Container) -> str:
     return c.sh("dpkg-query -W -f '${Status} ${Version}' dstack-agent", check=False).stdout.strip()
 
 
+def _simulated_installs(c: Container, *args: str) -> set[str]:
+    """The packages `apt-get install -s <args>` would install (apt resolves; nothing is downloaded)."""
+    out = c.sh("apt-get install -s -q " + " ".join(shlex.quote(a) for a in args), timeout=300).stdout
+    return set(re.findall(r"^Inst (\S+)", out, re.M))
+
+
 def test_deb_install_register_upgrade_remove_purge(
-    container: Container, controller: ControllerProcess, debs: dict[str, Path], busybox_images: dict[str, str]
+    container: Container,
+    suite: str,
+    controller: ControllerProcess,
+    debs: dict[str, Path],
+    busybox_images: dict[str, str],
 ) -> None:
     c = container
-    name = f"pkg-{uuid.uuid4().hex[:8]}"
+    name = f"pkg-{suite}-{uuid.uuid4().hex[:8]}"
     assert not c.exists("/usr/bin/python3"), "the minbase root should not have python3 yet"
+    c.sh("apt-get -o Acquire::Retries=3 update -q", timeout=300)
+
+    # The container engine is recommended: a plain install pulls docker.io, unless told not to.
+    deb = f"/debs/{debs['first'].name}"
+    assert "docker.io" in _simulated_installs(c, deb)
+    without = _simulated_installs(c, "--no-install-recommends", deb)
+    assert "docker.io" not in without and "dstack-agent" in without, without
 
     # Install: python3, python3-venv and friends come from Debian's mirror as dependencies.
-    c.sh("apt-get -o Acquire::Retries=3 update -q", timeout=300)
-    c.sh(f"apt-get -o Acquire::Retries=3 install -y -q --no-install-recommends /debs/{debs['first'].name}", timeout=600)
+    c.sh(f"apt-get -o Acquire::Retries=3 install -y -q --no-install-recommends {deb}", timeout=600)
     assert _installed_version(c) == f"install ok installed {VERSION}-1"
-    assert c.exists("/opt/dstack/agent/venv/bin/dstack-agent")
+    assert c.exists(f"{VENV}/bin/dstack-agent")
     assert c.sh("stat -c '%U:%G %a' " + STATE).stdout.strip() == "dstack-agent:dstack-agent 750"
     assert "python3-venv" in c.sh("dpkg-query -W -f '${Package}\\n' 'python3*-venv'").stdout
+    # The venv runs on this release's python3, from the wheels built for it (compiled extensions).
+    py = SUITE_PYTHON[suite]
+    assert c.sh(f"{VENV}/bin/python -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])'").stdout.strip() == py
+    abi = f"cpython-{py.replace('.', '')}-x86_64-linux-gnu.so"
+    site = f"{VENV}/lib/python{py}/site-packages"
+    for extension in ("grpc/_cython/cygrpc", "pydantic_core/_pydantic_core"):
+        assert c.exists(f"{site}/{extension}.{abi}"), extension
 
     # Settings, as an operator edits the shipped conffile (cloud: off keeps facts off the network).
     edits = (
