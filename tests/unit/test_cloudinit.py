@@ -306,6 +306,7 @@ def test_cli_creates_one_single_use_token_and_prints_user_data(
         (["--label", "novalue"], "--label"),
         (["--package-path", "relative.deb"], "not absolute"),
         (["--package-url", "ftp://x/a.deb"], "http(s) URL"),
+        (["--package-url", "https://x/a_{version}_{arch}.deb"], "the only placeholder is {arch}"),
     ],
 )
 def test_cli_bad_input_exits_2_and_spends_no_token(
