@@ -1,4 +1,11 @@
-"""Agent settings: /etc/dstack/agent.yaml, then environment, then flags (each wins over the one before).
+"""Agent settings: /etc/dstack/agent.yaml, then /etc/dstack/agent.d/*.yaml, then environment, then
+flags (each wins over the one before).
+
+The drop-in directory (`<config stem>.d/` beside the config file) is read in lexical order, each
+file merged over the ones before, as systemd, sshd and sudo read theirs. It exists so that
+cloud-init and configuration management can add settings without editing agent.yaml, which is a
+conffile of the package: dpkg stops at a prompt when a file it ships was changed before it is
+installed (cloud-init's write_files runs before the install), and later upgrades would ask again.
 
 A plain dataclass with hand-written checks rather than a pydantic model: it has ten flat keys,
 and building a pydantic schema costs `dstack-agent facts` about 60 ms of its 150 ms budget."""
@@ -38,7 +45,9 @@ class AgentConfig:
 _STRINGS = ("controller", "join_token", "fleet", "region", "zone", "docker_host", "name")
 
 
-def _validate(data: dict[Any, Any], file: Path) -> AgentConfig:
+def _validate(data: dict[Any, Any], file: Path | str) -> dict[str, Any]:
+    """The settings `data` holds, checked and normalised; None values are left out (YAML `null`
+    means "not set here", so a drop-in's `zone: null` keeps the zone a file before it set)."""
     known = {f.name for f in fields(AgentConfig)}
     for key in data:
         if key not in known:
@@ -72,7 +81,7 @@ def _validate(data: dict[Any, Any], file: Path) -> AgentConfig:
                 raise AgentConfigError(f"invalid labels in {file}: label values must be plain strings")
             # YAML `true` is a bool; a label holds the word as written, lowercase like the fleet's.
             values[key] = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
-    return AgentConfig(**values)
+    return values
 
 
 def running_as_service() -> bool:
@@ -83,25 +92,61 @@ def default_state_dir() -> Path:
     return Path("/var/lib/dstack-agent") if running_as_service() else Path.home() / ".dstack-agent"
 
 
-def load_config(path: Path | None) -> AgentConfig:
-    """Reads the file (a missing default file is fine, a missing named one is not) and the environment."""
-    data: dict[Any, Any] = {}
-    file = path or DEFAULT_CONFIG
-    if file.exists():
-        from ruamel.yaml import YAML  # only when there is a file to read
-        from ruamel.yaml.error import YAMLError
+def drop_in_dir(file: Path) -> Path:
+    """The drop-in directory of a config file: /etc/dstack/agent.yaml -> /etc/dstack/agent.d."""
+    return file.with_name(file.stem + ".d")
 
-        try:
-            loaded = YAML(typ="safe").load(file.read_text())
-        except (OSError, YAMLError) as exc:
-            raise AgentConfigError(f"cannot read {file}: {str(exc).splitlines()[0]}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise AgentConfigError(f"{file} must be a mapping of settings")
-        data.update(loaded or {})
+
+def drop_in_files(directory: Path) -> list[Path]:
+    """The directory's `*.yaml` files in lexical order; none when it does not exist. Other names
+    (dpkg's `*.dpkg-old`, an editor's `*.yaml~`, `*.yml`) and hidden files are not read."""
+    try:
+        entries = list(directory.iterdir())
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise AgentConfigError(f"cannot read {directory}: {exc.strerror}") from None
+    names = sorted(p.name for p in entries if p.name.endswith(".yaml") and not p.name.startswith(".") and p.is_file())
+    return [directory / name for name in names]
+
+
+def _read(file: Path) -> dict[Any, Any]:
+    from ruamel.yaml import YAML  # only when there is a file to read
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        loaded = YAML(typ="safe").load(file.read_text())
+    except (OSError, YAMLError) as exc:
+        raise AgentConfigError(f"cannot read {file}: {str(exc).splitlines()[0]}") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise AgentConfigError(f"{file} must be a mapping of settings")
+    return loaded or {}
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over`'s settings win over `base`'s, key by key; `labels` are merged label by label (a
+    later file adds labels and changes the ones it names, and cannot remove one)."""
+    merged = {**base, **over}
+    if "labels" in base and "labels" in over:
+        merged["labels"] = {**base["labels"], **over["labels"]}
+    return merged
+
+
+def load_config(path: Path | None) -> AgentConfig:
+    """Reads the file (a missing default file is fine, a missing named one is not), its drop-in
+    directory and the environment."""
+    file = path or DEFAULT_CONFIG
+    values: dict[str, Any] = {}
+    if file.exists():
+        values = _validate(_read(file), file)
     elif path is not None:
         raise AgentConfigError(f"config file not found: {path}")
-    for key, env in (("controller", "DSTACK_CONTROLLER"), ("join_token", "DSTACK_JOIN_TOKEN"),
-                     ("docker_host", "DOCKER_HOST")):  # fmt: skip
-        if os.environ.get(env):
-            data[key] = os.environ[env]
-    return _validate(data, file)
+    for drop_in in drop_in_files(drop_in_dir(file)):
+        values = merge(values, _validate(_read(drop_in), drop_in))
+    env: dict[str, str] = {}
+    for key, name in (("controller", "DSTACK_CONTROLLER"), ("join_token", "DSTACK_JOIN_TOKEN"),
+                      ("docker_host", "DOCKER_HOST")):  # fmt: skip
+        if os.environ.get(name):
+            env[key] = os.environ[name]
+    values = merge(values, _validate(env, "the environment"))
+    return AgentConfig(**values)

@@ -20,23 +20,29 @@ from pathlib import Path
 
 TEMPLATE = """\
 #cloud-config
-# dstack-agent on a fresh VM: write /etc/dstack/agent.yaml, install the package, start the service.
+# dstack-agent on a fresh VM: write /etc/dstack/agent.d/50-cloud-init.yaml, install the package,
+# start the service.
 #
 # Rendered by `dstack-controller cloud-init --fleet NAME`, which also creates the single-use join
 # token. To fill it in by hand, replace every placeholder in double braces with a YAML
 # double-quoted string such as "10.0.0.5:7443" (JSON string syntax works), or with null where
 # there is nothing to say; labels take a flow mapping such as {"rack": "r12"} or {}.
+# In package_url, {arch} (single braces) is replaced on the VM by its package architecture:
+# amd64/arm64 (dpkg --print-architecture) for a .deb, x86_64/aarch64 (uname -m) for an .rpm, so
+# one user-data serves a mixed fleet: "https://example.com/dstack-agent_0.1.0-1_{arch}.deb".
 #
 # The join token is in the user-data, which the instance metadata service serves to anything on
 # the VM that asks: it is single-use and short-lived, and the host keeps its own credential once
 # it has registered, so a copy read later is worthless.
 
 write_files:
+  # A drop-in, not /etc/dstack/agent.yaml: that file belongs to the package (a conffile), and
+  # dpkg stops at its conffile prompt, failing the install, when the file exists before the
+  # package is installed. The agent reads agent.yaml, then agent.d/*.yaml in lexical order.
   # Written 0600 root:root. cloud-init writes files before runcmd, when the package (and with it
   # the dstack-agent group) does not exist yet, and a write with an unknown owner fails. The
-  # install step below makes it root:dstack-agent 0640 once the group exists (the package's
-  # postinst may do the same; doing it twice is harmless).
-  - path: /etc/dstack/agent.yaml
+  # install step below makes it root:dstack-agent 0640 once the group exists.
+  - path: /etc/dstack/agent.d/50-cloud-init.yaml
     owner: root:root
     permissions: '0600'
     content: |
@@ -52,7 +58,8 @@ runcmd:
   # Install: the package already in the image at package_path (a shell pattern such as
   # /opt/dstack/dstack-agent_*.deb is allowed; the last match wins), else the one at package_url,
   # else none (the image has dstack-agent installed already). apt-get on Debian and Ubuntu,
-  # dnf or yum on rpm-based images. $1 is package_url, $2 is package_path.
+  # dnf or yum on rpm-based images. $1 is package_url, $2 is package_path. {arch} in the URL
+  # becomes this VM's package architecture. stdin is closed, as cloud-init runs runcmd.
   - - sh
     - -c
     - |
@@ -70,9 +77,13 @@ runcmd:
         IFS=$old_ifs
         [ -n "$pkg" ] || { echo "dstack-agent install: no package at $pattern" >&2; exit 1; }
       elif [ -n "$url" ]; then
+        case "$url" in *"{arch}"*)
+          if [ "$ext" = deb ]; then arch=$(dpkg --print-architecture); else arch=$(uname -m); fi
+          url=$(printf '%s' "$url" | sed "s/{arch}/$arch/g") ;;
+        esac
         pkg=$(mktemp -d)/dstack-agent.$ext
         if command -v curl >/dev/null 2>&1; then
-          curl -fsSL --retry 5 --retry-delay 2 -o "$pkg" "$url"
+          curl -fsSL --globoff --retry 5 --retry-delay 2 -o "$pkg" "$url"
         else
           wget -q --tries=5 -O "$pkg" "$url"
         fi
@@ -90,8 +101,8 @@ runcmd:
         fi
       fi
       if getent group dstack-agent >/dev/null 2>&1; then
-        chown root:dstack-agent /etc/dstack/agent.yaml
-        chmod 0640 /etc/dstack/agent.yaml
+        chown root:dstack-agent /etc/dstack/agent.d/50-cloud-init.yaml
+        chmod 0640 /etc/dstack/agent.d/50-cloud-init.yaml
       fi
     - dstack-agent-install
     - {{ package_url }}
@@ -150,6 +161,9 @@ def check_inputs(
         raise ValueError("give a package URL or a package path, not both")
     if package_url and not re.match(r"(?i)https?://[^/\s]", package_url):
         raise ValueError(f"package URL {package_url!r} is not an http(s) URL")
+    for placeholder in re.findall(r"\{[^{}]*\}", package_url):
+        if placeholder != "{arch}":
+            raise ValueError(f"package URL {package_url!r} has {placeholder}; the only placeholder is {{arch}}")
     if package_path and not Path(package_path).is_absolute():
         raise ValueError(f"package path {package_path!r} is not absolute")
     for key, value in (extra or {}).items():

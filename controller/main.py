@@ -94,7 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the address the VM dials, HOST:PORT (default: the listen address; pass the public one)",
     )
     pkg = ci.add_mutually_exclusive_group()
-    pkg.add_argument("--package-url", default="", help="download the .deb/.rpm from this http(s) URL")
+    pkg.add_argument(
+        "--package-url",
+        default="",
+        help="download the .deb/.rpm from this http(s) URL; {arch} in it becomes the VM's package "
+        "architecture there (amd64/arm64 for a .deb, x86_64/aarch64 for an .rpm)",
+    )
     pkg.add_argument("--package-path", default="", help="install the package the image holds at this path")
     ci.add_argument("--region", default="", help="the agent's region")
     ci.add_argument("--zone", default="", help="the agent's zone")

@@ -37,7 +37,7 @@ def _assert_valid(proc: subprocess.CompletedProcess[str]) -> None:
 @pytest.mark.parametrize(
     ("package", "extra"),
     [
-        ({"package_url": "https://example.com/dstack-agent_0.1.0_amd64.deb"}, None),
+        ({"package_url": "https://example.com/dstack-agent_0.1.0-1_{arch}.deb"}, None),
         ({"package_path": "/opt/dstack/dstack-agent_*.deb"}, {"region": "eu-west-1", "zone": "eu-west-1a"}),
         ({}, {"region": NASTY, "zone": NASTY, "labels": {NASTY: NASTY, "rack": "r12"}}),
     ],

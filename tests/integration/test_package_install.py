@@ -25,7 +25,6 @@ import json
 import re
 import shlex
 import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,16 +35,17 @@ from tests.support.cluster import ControllerProcess, wait_for
 from tests.support.debroot import (
     SUITES,
     DebrootUnavailable,
+    RootContainer,
     docker_cli,
     ensure_minbase_tar,
     import_image,
     repack_deb,
 )
 from tests.support.dockerd import DockerEngine
+from tests.support.packages import build_agent_deb, project_version
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.timeout(1500)]
 
-ROOT = Path(__file__).resolve().parents[2]
 STATE = "/var/lib/dstack-agent"
 CONFIG = "/etc/dstack/agent.yaml"
 AGENT_PID = "/run/dstack-agent-test.pid"
@@ -55,15 +55,7 @@ VENV = "/opt/dstack/agent/venv"
 SUITE_PYTHON = {"bookworm": "3.11", "trixie": "3.13"}
 
 
-def _version() -> str:
-    text = (ROOT / "pyproject.toml").read_text()
-    project = text.split("[project]", 1)[1].split("\n[", 1)[0]
-    found = re.search(r'^version\s*=\s*"([^"]+)"', project, re.M)
-    assert found
-    return found.group(1)
-
-
-VERSION = _version()
+VERSION = project_version()
 
 
 @pytest.fixture(scope="module")
@@ -72,29 +64,11 @@ def debs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     if shutil.which("dpkg-deb") is None:
         pytest.skip("dpkg-deb is not installed")
     out = tmp_path_factory.mktemp("debs")
-    subprocess.run([ROOT / "packaging" / "build", "--arch", "amd64"], cwd=ROOT, check=True, timeout=900)
-    built = ROOT / "dist" / f"dstack-agent_{VERSION}-1_amd64.deb"
-    assert built.is_file(), built
-    first = out / built.name
-    shutil.copy2(built, first)  # dist/ may be rebuilt by other tests meanwhile
+    first = build_agent_deb(out)
     return {"first": first, "newer": repack_deb(first, f"{VERSION}-2", out)}
 
 
-class Container:
-    def __init__(self, cid: str) -> None:
-        self.id = cid
-
-    def sh(self, script: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = docker_cli(
-            "exec", "-e", "DEBIAN_FRONTEND=noninteractive", self.id, "sh", "-ec", script, timeout=timeout, check=False
-        )
-        if check and done.returncode != 0:
-            raise AssertionError(f"in the container: {script}\nexit {done.returncode}\n{done.stdout}\n{done.stderr}")
-        return done
-
-    def exists(self, path: str) -> bool:
-        return self.sh(f"test -e {shlex.quote(path)}", check=False).returncode == 0
-
+class Container(RootContainer):
     def start_agent(self) -> None:
         cmd = (
             f"echo $$ > {AGENT_PID}; exec /usr/bin/dstack-agent run --config {CONFIG} --state-dir {STATE} "

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.packages import project_version
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,15 +31,7 @@ RPM_PYTHON = ["python3 >= 3.10", "python3 < 3.14"]
 MINORS = range(9, 15)
 
 
-def _version() -> str:
-    text = (ROOT / "pyproject.toml").read_text()
-    project = text.split("[project]", 1)[1].split("\n[", 1)[0]
-    found = re.search(r'^version\s*=\s*"([^"]+)"', project, re.M)
-    assert found
-    return found.group(1)
-
-
-VERSION = _version()
+VERSION = project_version()
 
 
 def _run(*cmd: str | Path) -> str:
@@ -226,6 +220,13 @@ def test_deb_contents(built: dict[str, Path], name: str) -> None:
     listing = _run("dpkg-deb", "-c", built[f"{name}.deb"])
     short = name.removeprefix("dstack-")
     assert f"./etc/dstack/{short}.yaml" in listing
+    # The agent's drop-in directory (cloud-init writes there; agent.yaml is a conffile), empty.
+    drop_ins = [line for line in listing.splitlines() if "./etc/dstack/" in line and ".d/" in line]
+    if name == "dstack-agent":
+        assert len(drop_ins) == 1 and drop_ins[0].startswith("drwxr-xr-x root/root"), drop_ins
+        assert drop_ins[0].endswith(" ./etc/dstack/agent.d/"), drop_ins
+    else:
+        assert drop_ins == []  # the controller reads no drop-ins: shipping a directory would mislead
     assert f"./lib/systemd/system/{name}.service" in listing
     assert f"./usr/bin/{name} -> /opt/dstack/{short}/venv/bin/{name}" in listing
     if name == "dstack-controller":
@@ -258,6 +259,11 @@ def test_rpm(built: dict[str, Path], name: str) -> None:
     for py in PYTHONS:
         assert any(f.startswith(f"/opt/dstack/{short}/wheels/grpcio-") and f"-{py}-" in f for f in files), py
     assert _run("rpm", "-qpc", rpm).split() == [f"/etc/dstack/{short}.yaml"]
+    drop_ins = [f for f in files if f.startswith(f"/etc/dstack/{short}.d")]
+    assert drop_ins == (["/etc/dstack/agent.d"] if name == "dstack-agent" else [])
+    if drop_ins:
+        [line] = [ln for ln in _run("rpm", "-qplv", rpm).splitlines() if ln.endswith(" /etc/dstack/agent.d")]
+        assert line.startswith("drwxr-xr-x") and " root " in line, line
     requires = _run("rpm", "-qpR", rpm)
     assert [line for line in requires.splitlines() if line.startswith("python3 ")] == RPM_PYTHON, requires
     recommends = _run("rpm", "-qp", "--recommends", rpm).splitlines()

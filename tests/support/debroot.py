@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -82,6 +83,25 @@ def import_image(tarball: Path) -> str:
     out = docker_cli("import", str(tarball)).stdout.strip()
     assert out.startswith("sha256:"), out
     return out
+
+
+class RootContainer:
+    """A running container of an imported root, driven with `docker exec`."""
+
+    def __init__(self, cid: str) -> None:
+        self.id = cid
+
+    def sh(self, script: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """`sh -ec script` as root, stdin closed (docker exec without -i)."""
+        done = docker_cli(
+            "exec", "-e", "DEBIAN_FRONTEND=noninteractive", self.id, "sh", "-ec", script, timeout=timeout, check=False
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"in the container: {script}\nexit {done.returncode}\n{done.stdout}\n{done.stderr}")
+        return done
+
+    def exists(self, path: str) -> bool:
+        return self.sh(f"test -e {shlex.quote(path)}", check=False).returncode == 0
 
 
 def repack_deb(deb: Path, version: str, dest_dir: Path) -> Path:

@@ -169,3 +169,110 @@ def test_default_state_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     monkeypatch.setenv("INVOCATION_ID", "abc123")
     assert agent_config.running_as_service()
     assert agent_config.default_state_dir() == Path("/var/lib/dstack-agent")
+
+
+# ------------------------------------------------------------------ drop-in directory (agent.d/)
+
+
+def drop_in(tmp_path: Path, name: str, text: str) -> Path:
+    directory = tmp_path / "agent.d"
+    directory.mkdir(exist_ok=True)
+    path = directory / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_drop_ins_merge_over_the_file_in_lexical_order(tmp_path: Path) -> None:
+    path = write(tmp_path, "controller: file:1\nzone: z-file\nregion: r-file\nname: from-file\n")
+    # Written in an order other than the lexical one, so directory order cannot pass for it.
+    drop_in(tmp_path, "90-late.yaml", "zone: z-90\n")
+    drop_in(tmp_path, "10-early.yaml", "zone: z-10\nregion: r-10\nfleet: f-10\n")
+    drop_in(tmp_path, "50-cloud-init.yaml", "zone: z-50\njoin_token: t-50\nregion: null\n")
+    cfg = load_config(path)
+    assert cfg.controller == "file:1"  # no drop-in names it
+    assert cfg.name == "from-file"
+    assert cfg.fleet == "f-10"
+    assert cfg.region == "r-10"  # null in a later file means "not set here", not "unset"
+    assert cfg.join_token == "t-50"
+    assert cfg.zone == "z-90"  # the last file wins
+
+
+def test_labels_merge_label_by_label(tmp_path: Path) -> None:
+    path = write(tmp_path, "labels: {rack: r1, ssd: 'true'}\n")
+    drop_in(tmp_path, "10-a.yaml", "labels: {rack: r2, gpu: a100}\n")
+    drop_in(tmp_path, "50-cloud-init.yaml", "labels: {}\n")  # what the user-data writes without --label
+    assert load_config(path).labels == {"rack": "r2", "ssd": "true", "gpu": "a100"}
+
+
+def test_only_yaml_files_are_read(tmp_path: Path) -> None:
+    path = write(tmp_path, "zone: z-file\n")
+    for name in ("50-x.yaml.dpkg-old", "50-x.yaml.dpkg-dist", "50-x.yaml~", "60-x.yml", "70-x.conf", ".80-x.yaml"):
+        drop_in(tmp_path, name, "zone: ignored\nnot_a_key: 1\n")
+    (tmp_path / "agent.d" / "90-dir.yaml").mkdir()
+    assert load_config(path).zone == "z-file"
+
+
+def test_the_environment_still_wins_over_drop_ins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, "")
+    drop_in(tmp_path, "50-cloud-init.yaml", "controller: dropin:1\njoin_token: t\n")
+    monkeypatch.setenv("DSTACK_CONTROLLER", "env:2")
+    cfg = load_config(path)
+    assert (cfg.controller, cfg.join_token) == ("env:2", "t")
+
+
+def test_missing_directory_is_fine_and_a_missing_file_is_not(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "zone: z\n")).zone == "z"  # no agent.d/
+    drop_in(tmp_path, "50-x.yaml", "zone: z-dropin\n")
+    with pytest.raises(AgentConfigError, match=r"^config file not found: "):
+        load_config(tmp_path / "other.yaml")  # other.d/ is not agent.d/ either
+
+
+def test_default_file_missing_but_drop_in_present(tmp_path: Path) -> None:
+    """A host whose agent.yaml was deleted still reads agent.d/ beside where it belongs."""
+    directory = tmp_path / "etc" / "agent.d"
+    directory.mkdir(parents=True)
+    (directory / "50-cloud-init.yaml").write_text("zone: z9\n")
+    assert load_config(None).zone == "z9"
+
+
+def test_drop_in_dir_is_beside_the_named_file(tmp_path: Path) -> None:
+    other = tmp_path / "x" / "custom.yaml"
+    other.parent.mkdir()
+    other.write_text("zone: a\n")
+    (tmp_path / "x" / "custom.d").mkdir()
+    (tmp_path / "x" / "custom.d" / "1.yaml").write_text("zone: b\n")
+    drop_in(tmp_path, "1.yaml", "zone: c\n")  # agent.d/ of another file: not read
+    assert agent_config.drop_in_dir(other) == tmp_path / "x" / "custom.d"
+    assert load_config(other).zone == "b"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("zones: [a]\n", "unknown key 'zones' in {file}"),
+        ("arch: x86_64\n", "invalid arch in {file}: 'x86_64' is not one of amd64, arm64"),
+        ("labels: [a]\n", "invalid labels in {file}: expected a mapping of names to values"),
+        ("- zone\n", "{file} must be a mapping of settings"),
+    ],
+)
+def test_errors_name_the_drop_in(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, "zone: z\n")
+    drop_in(tmp_path, "10-ok.yaml", "region: r\n")
+    bad = drop_in(tmp_path, "50-bad.yaml", text)
+    with pytest.raises(AgentConfigError) as exc:
+        load_config(path)
+    assert str(exc.value) == message.format(file=bad)
+
+
+def test_unparsable_drop_in_is_one_sentence(tmp_path: Path) -> None:
+    bad = drop_in(tmp_path, "50-bad.yaml", "zone: [unclosed\n")
+    with pytest.raises(AgentConfigError) as exc:
+        load_config(write(tmp_path, ""))
+    assert str(exc.value).startswith(f"cannot read {bad}: ") and "\n" not in str(exc.value)
+
+
+def test_drop_in_path_that_is_a_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "")
+    (tmp_path / "agent.d").write_text("zone: z\n")
+    with pytest.raises(AgentConfigError, match=r"^cannot read .*agent\.d: Not a directory$"):
+        load_config(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,20 @@ def _parse(text: str) -> Any:
     return YAML(typ="safe").load(text)
 
 
+DROP_IN = "/etc/dstack/agent.d/50-cloud-init.yaml"
+
+
 def _agent_file(doc: Any) -> dict[str, Any]:
-    [entry] = [f for f in doc["write_files"] if f["path"] == "/etc/dstack/agent.yaml"]
+    [entry] = [f for f in doc["write_files"] if f["path"] == DROP_IN]
     return dict(entry)
+
+
+def test_user_data_never_writes_the_packages_conffile() -> None:
+    """/etc/dstack/agent.yaml is a conffile: written before the install, dpkg stops at its prompt."""
+    doc = _parse(render_user_data("c:1", TOKEN, "f", package_url="https://x/a.deb"))
+    assert [f["path"] for f in doc["write_files"]] == [DROP_IN]
+    assert "/etc/dstack/agent.yaml" not in doc["runcmd"][0][2]
+    assert f"chown root:dstack-agent {DROP_IN}" in doc["runcmd"][0][2]
 
 
 def test_packaging_copy_matches_the_template() -> None:
@@ -41,7 +53,7 @@ def test_packaging_copy_matches_the_template() -> None:
     )
 
 
-def test_render_writes_agent_yaml_and_starts_the_service(tmp_path: Path) -> None:
+def test_render_writes_the_drop_in_and_starts_the_service(tmp_path: Path) -> None:
     text = render_user_data(
         "ctl.example.com:7443",
         TOKEN,
@@ -68,8 +80,11 @@ def test_render_writes_agent_yaml_and_starts_the_service(tmp_path: Path) -> None
     assert install[3:] == ["dstack-agent-install", "https://example.com/dstack-agent_0.1.0_amd64.deb", ""]
     assert ["systemctl", "enable", "--now", "dstack-agent"] in doc["runcmd"]
 
+    # As the agent reads it: the package's agent.yaml (all comments), then the drop-in.
     conf = tmp_path / "agent.yaml"
-    conf.write_text(entry["content"])
+    conf.write_text((ROOT / "packaging" / "config" / "agent.yaml").read_text())
+    (tmp_path / "agent.d").mkdir()
+    (tmp_path / "agent.d" / "50-cloud-init.yaml").write_text(entry["content"])
     cfg = load_config(conf)
     assert (cfg.controller, cfg.join_token, cfg.fleet) == ("ctl.example.com:7443", TOKEN, "gpu")
     assert (cfg.region, cfg.zone, cfg.labels) == ("eu-west-1", "eu-west-1a", {"rack": "r12"})
@@ -141,6 +156,8 @@ def test_yaml_quote_round_trips_every_kind_of_character() -> None:
         ({"join_token": ""}, "join token is empty"),
         ({"package_url": "https://x/a.deb", "package_path": "/a.deb"}, "not both"),
         ({"package_url": "file:///a.deb"}, "not an http(s) URL"),
+        ({"package_url": "https://x/a_{ARCH}.deb"}, "has {ARCH}; the only placeholder is {arch}"),
+        ({"package_url": "https://x/{version}/a_{arch}.deb"}, "has {version}; the only placeholder is {arch}"),
         ({"package_path": "a.deb"}, "not absolute"),
         ({"extra": {"arch": "amd64"}}, "unknown agent setting"),
         ({"extra": {"labels": {"a": 1}}}, "labels must map"),
@@ -149,12 +166,16 @@ def test_yaml_quote_round_trips_every_kind_of_character() -> None:
 )
 def test_render_refuses_bad_input(kwargs: dict[str, Any], message: str) -> None:
     args: dict[str, Any] = {"controller": "c:1", "join_token": TOKEN, "fleet": "f", **kwargs}
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         render_user_data(**args)
 
 
 def _install_script(text: str) -> list[str]:
     return list(_parse(text)["runcmd"][0])
+
+
+# What the fake commands print: an arm64 VM, so the test cannot pass on this amd64 host by chance.
+FAKE_OUTPUT = {"dpkg": "arm64", "uname": "aarch64"}
 
 
 def _fake_bin(tmp_path: Path, names: list[str]) -> Path:
@@ -169,6 +190,8 @@ def _fake_bin(tmp_path: Path, names: list[str]) -> Path:
             body += 'while [ $# -gt 0 ]; do if [ "$1" = -o ]; then : >"$2"; fi; shift; done\n'
         if name == "getent":
             body += "exit 2\n"
+        if name in FAKE_OUTPUT:
+            body += f"echo {FAKE_OUTPUT[name]}\n"
         script.write_text(body)
         script.chmod(0o755)
     return bin_dir
@@ -176,7 +199,7 @@ def _fake_bin(tmp_path: Path, names: list[str]) -> Path:
 
 def _run_install(tmp_path: Path, argv: list[str], names: list[str]) -> tuple[subprocess.CompletedProcess[str], str]:
     bin_dir = _fake_bin(tmp_path, names)
-    for tool in ("sh", "mktemp", "cat"):  # only these from the real system
+    for tool in ("sh", "mktemp", "cat", "sed"):  # only these from the real system
         real = subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True, text=True).stdout.strip()
         os.symlink(real, bin_dir / tool)
     proc = subprocess.run(argv, env={"PATH": str(bin_dir)}, capture_output=True, text=True, cwd=tmp_path)
@@ -194,6 +217,25 @@ def test_install_script_downloads_and_installs_with_apt(tmp_path: Path) -> None:
     assert lines[1] == "apt-get -o DPkg::Lock::Timeout=300 update -q"
     assert lines[2].startswith("apt-get -o DPkg::Lock::Timeout=300 install -y -q /")
     assert lines[2].endswith("/dstack-agent.deb")
+
+
+@pytest.mark.parametrize(
+    ("manager", "arch_tool", "expected"),
+    [("apt-get", "dpkg", "dstack-agent_0.1.0-1_arm64.deb"), ("dnf", "uname", "dstack-agent_0.1.0-1_aarch64.deb")],
+)
+def test_install_script_resolves_arch_in_the_url_on_the_vm(
+    manager: str, arch_tool: str, expected: str, tmp_path: Path
+) -> None:
+    """One user-data for a mixed fleet: {arch} is the VM's word, Debian's for a .deb, rpm's for an .rpm."""
+    url = "https://example.com/{arch}/dstack-agent_0.1.0-1_{arch}.deb"
+    text = render_user_data("c:1", TOKEN, "f", package_url=url)
+    assert _install_script(text)[4] == url  # left for the VM: the renderer cannot know its arch
+    proc, log = _run_install(tmp_path, _install_script(text), [manager, arch_tool, "curl", "getent"])
+    assert proc.returncode == 0, proc.stderr
+    [download] = [line for line in log.splitlines() if line.startswith("curl ")]
+    arch = expected.rsplit("_", 1)[1].removesuffix(".deb")
+    assert download.endswith(f" https://example.com/{arch}/{expected}"), download
+    assert "{" not in download
 
 
 def test_install_script_takes_the_image_file_with_dnf(tmp_path: Path) -> None:
@@ -264,6 +306,7 @@ def test_cli_creates_one_single_use_token_and_prints_user_data(
         (["--label", "novalue"], "--label"),
         (["--package-path", "relative.deb"], "not absolute"),
         (["--package-url", "ftp://x/a.deb"], "http(s) URL"),
+        (["--package-url", "https://x/a_{version}_{arch}.deb"], "the only placeholder is {arch}"),
     ],
 )
 def test_cli_bad_input_exits_2_and_spends_no_token(
