@@ -68,20 +68,21 @@ def load_yaml(text: str, name: str, *, round_trip: bool = True) -> Any:
         raise InputRefused(exc.sentence(name, line)) from None
 
 
-def check_json(text: str, what: str) -> None:
-    """The same bounds for configuration sent as JSON (the submit and apply calls).
+def check_json(text: str, name: str) -> None:
+    """The same bounds for configuration sent as JSON (the submit and apply calls); `name` is
+    what the sentences call it ("the task configuration").
 
     Invalid JSON is let through: the model's validation says what is wrong with it.
     """
-    _check_size(text, f"the {what}")
+    _check_size(text, name)
     try:
         value = json.loads(text)
     except RecursionError:  # nested past the interpreter's own limit, so past ours too
-        raise InputRefused(f"the {what} nests more than {MAX_DEPTH} levels deep") from None
+        raise InputRefused(f"{name} nests more than {MAX_DEPTH} levels deep") from None
     except ValueError:
         return
     if _json_depth(value) > MAX_DEPTH:
-        raise InputRefused(f"the {what} nests more than {MAX_DEPTH} levels deep")
+        raise InputRefused(f"{name} nests more than {MAX_DEPTH} levels deep")
 
 
 def _check_size(text: str, name: str) -> None:
