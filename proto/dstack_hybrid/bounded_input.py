@@ -153,6 +153,9 @@ class _BoundedComposer(Composer):
 
     def __init__(self, loader: Any = None) -> None:
         super().__init__(loader)
+        # YAML lets an anchor be defined again (the later one wins); ruamel's warning about it
+        # would print several lines into dstackctl's one-line answers.
+        self.warn_double_anchors = False
         self._open_collections = 0
         self._alias_values = 0
         self._measures: dict[int, tuple[int, int]] = {}  # id(node) -> (values, height)

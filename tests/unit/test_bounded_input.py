@@ -81,6 +81,12 @@ def test_aliases_within_the_budget_load_as_written_out() -> None:
         load_yaml(f"a: &a {items}\nb: [" + ",".join(["*a"] * 11) + "]\n", "t")
 
 
+def test_a_redefined_anchor_is_used_without_printing_a_warning(recwarn: pytest.WarningsRecorder) -> None:
+    text = "a: &x 1\nb: &x 2\nc: *x\n"
+    assert load_yaml(text, "t.yaml", round_trip=False) == {"a": 1, "b": 2, "c": 2}
+    assert not recwarn.list
+
+
 def test_merge_keys_are_aliases_too() -> None:
     text = "base: &base {a: 1, b: 2}\nderived:\n  <<: *base\n  c: 3\n"
     assert load_yaml(text, "t.yaml", round_trip=False)["derived"] == {"a": 1, "b": 2, "c": 3}
