@@ -111,12 +111,15 @@ def drop_in_files(directory: Path) -> list[Path]:
 
 
 def _read(file: Path) -> dict[Any, Any]:
-    from ruamel.yaml import YAML  # only when there is a file to read
+    """One settings file, within the size, depth and alias bounds every user YAML is read with."""
+    from dstack_hybrid.bounded_input import InputRefused, load_yaml, read_limited  # only with a file to read
     from ruamel.yaml.error import YAMLError
 
     try:
-        loaded = YAML(typ="safe").load(file.read_text())
-    except (OSError, YAMLError) as exc:
+        loaded = load_yaml(read_limited(file, "config"), str(file), round_trip=False)
+    except InputRefused as exc:  # already a sentence naming the file
+        raise AgentConfigError(str(exc)) from None
+    except (OSError, UnicodeDecodeError, YAMLError) as exc:
         raise AgentConfigError(f"cannot read {file}: {str(exc).splitlines()[0]}") from None
     if loaded is not None and not isinstance(loaded, dict):
         raise AgentConfigError(f"{file} must be a mapping of settings")

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ruamel.yaml import YAML
+from dstack_hybrid.bounded_input import InputRefused, load_yaml, read_limited
 from ruamel.yaml.error import YAMLError
 
 from controller.cli.errors import UsageError
@@ -37,8 +37,10 @@ def resolve(
     path = ctl_config_path()
     if path.exists():
         try:
-            loaded = YAML(typ="safe").load(path.read_text())
-        except (OSError, YAMLError) as exc:
+            loaded = load_yaml(read_limited(path, "settings"), str(path), round_trip=False)
+        except InputRefused as exc:  # already a sentence naming the file
+            raise UsageError(str(exc)) from None
+        except (OSError, UnicodeDecodeError, YAMLError) as exc:
             raise UsageError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
         if not isinstance(loaded, dict):
             raise UsageError(f"{path} must be a mapping with controller and token")

@@ -1,8 +1,10 @@
 """Read configuration YAML and turn every mistake into one sentence naming the file and line.
 
 ruamel's round-trip loader keeps each key's position (`.lc`), which pydantic's error
-locations are mapped back onto. Configuration types are found by `type:` in
-`CONFIGURATION_TYPES`; a new type is one more entry there.
+locations are mapped back onto. Files and text are read through dstack_hybrid.bounded_input, so
+an oversized file, deep nesting or an alias bomb is refused before anything walks it.
+Configuration types are found by `type:` in `CONFIGURATION_TYPES`; a new type is one more entry
+there.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
+from dstack_hybrid.bounded_input import InputRefused, load_yaml, read_limited
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
-from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.scalarbool import ScalarBoolean
 
@@ -154,7 +156,9 @@ def _validate(data: Any, filename: str, expected: str | Collection[str] | None) 
 
 def _read(path: Path, what: str) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return read_limited(path, what)
+    except InputRefused as exc:
+        raise ConfigError(str(exc)) from None
     except FileNotFoundError:
         raise ConfigError(f"{what} file not found: {path}") from None
     except UnicodeDecodeError:
@@ -165,7 +169,9 @@ def _read(path: Path, what: str) -> str:
 
 def _parse_yaml(text: str, filename: str) -> Any:
     try:
-        return YAML(typ="rt").load(text)
+        return load_yaml(text, filename)
+    except InputRefused as exc:
+        raise ConfigError(str(exc)) from None
     except MarkedYAMLError as exc:
         problem = exc.problem or "syntax error"
         # Some problems only make sense after their context ("expected a single document ... but found").

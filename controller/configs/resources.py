@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BeforeValidator, PlainSerializer, field_validator, model_validator
 
@@ -63,7 +63,14 @@ ByteSize = Annotated[int, BeforeValidator(parse_size), PlainSerializer(format_si
 
 
 class Range(ConfigModel, Generic[T]):
-    """An inclusive range; `None` leaves that end open. `"4"` is `4..4`, `"2.."` is at least 2."""
+    """An inclusive range; `None` leaves that end open. `"4"` is `4..4`, `"2.."` is at least 2.
+
+    A subclass for one resource sets `maximum` (and `what`, its name in the sentence): neither end
+    may pass it, so `cpu: 1e29` is refused at submit instead of pending forever.
+    """
+
+    maximum: ClassVar[int | None] = None
+    what: ClassVar[str] = "value"
 
     min: T | None = None
     max: T | None = None
@@ -91,7 +98,23 @@ class Range(ConfigModel, Generic[T]):
         # pydantic reads true as 1; in a resource range that is always a mistake.
         if isinstance(value, bool):
             raise ValueError(f'"{value}" is not a number')
+        # Before the conversion to int, which fails on 1e29 with a message about string parsing.
+        if cls._raw_is_too_large(value):
+            raise ValueError(cls._too_large())
         return value
+
+    @classmethod
+    def _raw_is_too_large(cls, value: Any) -> bool:
+        """Whether a number as written already passes the maximum (for counts, it is the count)."""
+        return cls.maximum is not None and isinstance(value, int | float) and value > cls.maximum
+
+    @classmethod
+    def _too_large(cls) -> str:
+        return f"{cls.what} above the maximum of {cls._format_maximum()}"
+
+    @classmethod
+    def _format_maximum(cls) -> str:
+        return str(cls.maximum)
 
     @model_validator(mode="after")
     def _check_bounds(self) -> Range[T]:
@@ -100,6 +123,8 @@ class Range(ConfigModel, Generic[T]):
         for end in (self.min, self.max):
             if end is not None and end < 0:
                 raise ValueError(f"range {self} must not be negative")
+            if end is not None and self.maximum is not None and end > self.maximum:
+                raise ValueError(self._too_large())
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"range {self} has its minimum above its maximum")
         return self
@@ -124,9 +149,53 @@ class ByteRange(Range[ByteSize]):
     def _format(self, end: int) -> str:
         return format_size(end)
 
+    @classmethod
+    def _raw_is_too_large(cls, value: Any) -> bool:
+        return False  # a bare number is gigabytes: compared once converted to bytes
 
-# Memory is a plain byte range; the name is dstack's.
-MemorySpec = ByteRange
+    @classmethod
+    def _format_maximum(cls) -> str:
+        return format_size(cls.maximum or 0)
+
+
+# Maxima no real machine comes within orders of magnitude of (the largest today: 1920 hardware
+# threads, 32 TB of memory, 8 to 16 GPUs of at most 288 GB each). Each is for one host, as a
+# task's resources are.
+MAX_CPUS = 4096
+MAX_MEMORY = 64 * _SIZE_UNITS["tb"]
+MAX_GPUS = 64
+MAX_GPU_MEMORY = 16 * _SIZE_UNITS["tb"]  # of each GPU
+MAX_DISK = 16384 * _SIZE_UNITS["tb"]
+MAX_SHM = MAX_MEMORY  # shared memory is memory
+
+
+class CPUCount(Range[int]):
+    maximum = MAX_CPUS
+    what = "cpu count"
+
+
+class GPUCount(Range[int]):
+    maximum = MAX_GPUS
+    what = "gpu count"
+
+
+class MemoryRange(ByteRange):
+    maximum = MAX_MEMORY
+    what = "memory"
+
+
+class GPUMemoryRange(ByteRange):
+    maximum = MAX_GPU_MEMORY
+    what = "gpu memory"
+
+
+class DiskRange(ByteRange):
+    maximum = MAX_DISK
+    what = "disk size"
+
+
+# Memory is a byte range with a maximum; the name is dstack's.
+MemorySpec = MemoryRange
 
 _ARCH_ALIASES: dict[str, Arch] = {
     "amd64": "amd64",
@@ -150,7 +219,7 @@ class CPUSpec(ConfigModel):
     """`4`, `2..`, `arm:4..`, `x86:2..8`, `arm`, or `{arch: arm, count: 4..}`."""
 
     arch: Arch | None = None
-    count: Range[int] = Range[int](min=1)
+    count: CPUCount = CPUCount(min=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -220,9 +289,9 @@ class GPUSpec(ConfigModel):
     # One of these names is required (dstack's field name is the singular `name`).
     name: list[str] | None = None
     # Memory of each GPU, in bytes.
-    memory: ByteRange | None = None
+    memory: GPUMemoryRange | None = None
     # dstack's default: at least one GPU.
-    count: Range[int] = Range[int](min=1)
+    count: GPUCount = GPUCount(min=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -279,7 +348,7 @@ class GPUSpec(ConfigModel):
 class DiskSpec(ConfigModel):
     """`100GB..`, `200GB`, `50` (GB) or `{size: 100GB..}`."""
 
-    size: ByteRange
+    size: DiskRange
 
     @model_validator(mode="before")
     @classmethod
@@ -294,7 +363,7 @@ class DiskSpec(ConfigModel):
 
 class ResourcesSpec(ConfigModel):
     cpu: CPUSpec = CPUSpec()
-    memory: ByteRange = ByteRange.model_validate("0.5GB..")
+    memory: MemoryRange = MemoryRange.model_validate("0.5GB..")
     # None: the task needs no GPU (and gets none).
     gpu: GPUSpec | None = None
     # None: any disk will do.
@@ -302,6 +371,13 @@ class ResourcesSpec(ConfigModel):
     shm_size: ByteSize | None = None
     # An extension to dstack: the host must have a local NVMe device (instance store, Azure local disk).
     nvme: bool = False
+
+    @field_validator("shm_size")
+    @classmethod
+    def _shm_below_maximum(cls, value: int | None) -> int | None:
+        if value is not None and value > MAX_SHM:
+            raise ValueError(f"shm_size above the maximum of {format_size(MAX_SHM)}")
+        return value
 
     def __str__(self) -> str:
         parts = [f"cpu={self.cpu}", f"memory={self.memory}"]

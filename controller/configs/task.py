@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
+from dstack_hybrid.reference_grammar import reference_problem
 from pydantic import Field, field_validator, model_validator
 
 from controller.configs.common import (
@@ -141,6 +142,10 @@ class TaskConfiguration(ConfigModel):
     def _check_image(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("image must not be empty")
+        # Refused here, at submit, rather than by the engine on whichever host it lands.
+        problem = reference_problem(value.strip())
+        if problem is not None:
+            raise ValueError(f"not an image reference: {problem}")
         return value.strip()
 
     @field_validator("env", mode="before")

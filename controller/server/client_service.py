@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import grpc
+from dstack_hybrid.bounded_input import InputRefused
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 
@@ -46,6 +47,9 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
         await self._auth(context)
         try:
             config = taskspec.parse(request.configuration_json)
+        except InputRefused as exc:  # a sentence of its own: "the task configuration is larger than ..."
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise AssertionError("unreachable") from None
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid task configuration: {exc}")
             raise AssertionError("unreachable") from None

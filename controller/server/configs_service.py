@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import grpc
+from dstack_hybrid.bounded_input import InputRefused, check_json
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 from pydantic import ValidationError
 
@@ -39,9 +40,14 @@ class ConfigsMixin(CloudMixin):
             )
             raise AssertionError("unreachable")
         try:
+            check_json(request.configuration_json, f"the {request.kind} configuration")
             config = model.model_validate_json(request.configuration_json)
+        except InputRefused as exc:  # the bounds dstackctl applies to the YAML, for clients that skip it
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise AssertionError("unreachable") from None
         except ValidationError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid {request.kind}: {exc.errors()[0]['msg']}")
+            why = taskspec.first_error(exc)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid {request.kind}: {why}")
             raise AssertionError("unreachable") from None
         # Stored as the controller serialises it, so applying the same file again compares equal.
         text = config.model_dump_json()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from dstack_hybrid.bounded_input import check_json
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 from pydantic import ValidationError
 
@@ -13,10 +14,21 @@ from controller.configs.task import TaskConfiguration
 
 @lru_cache(maxsize=4096)
 def parse(configuration_json: str) -> TaskConfiguration:
+    """The task a client sent: InputRefused (a ValueError) past the bounds dstackctl applies to
+    the YAML, so a client that skips dstackctl gets the same limits; ValueError when invalid."""
+    check_json(configuration_json, "the task configuration")
     try:
         return TaskConfiguration.model_validate_json(configuration_json)
     except ValidationError as exc:
-        raise ValueError(str(exc.errors()[0].get("msg", exc))) from None
+        raise ValueError(first_error(exc)) from None
+
+
+def first_error(exc: ValidationError) -> str:
+    """pydantic's first error as "resources.cpu: why", without its "Value error, " prefix."""
+    error = exc.errors(include_url=False)[0]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    where = ".".join(str(part) for part in error["loc"])
+    return f"{where}: {message}" if where else message
 
 
 def explicit_arch(config: TaskConfiguration) -> str | None:
