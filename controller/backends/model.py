@@ -2,7 +2,7 @@
 
 Plain data, no SDK: the burst reconciler, `offers` and `instance-types check` read these, and
 only the module of a configured backend imports boto3 or the Azure SDK (controller/backends/aws.py,
-azure.py), when that backend is first used."""
+the package controller/backends/azure/), when that backend is first used."""
 
 from __future__ import annotations
 

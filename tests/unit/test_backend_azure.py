@@ -16,7 +16,11 @@ from typing import Any
 import pytest
 
 from controller.backends.azure import AzureBackend
-from controller.backends.config import AzureBackendConfig
+from controller.backends.azure.catalog import Catalog, offerings
+from controller.backends.azure.images import BootImages
+from controller.backends.azure.pricing import Pricing
+from controller.backends.azure.sdk import connect
+from controller.backends.config import AzureBackendConfig, AzureImages
 from controller.backends.model import (
     TAG_CONTROLLER,
     TAG_FLEET,
@@ -692,3 +696,42 @@ def test_the_fake_refuses_arm_calls_without_a_bearer(fake: AzureFake) -> None:
         opener.open(url, timeout=10)
     assert err.value.code == 401
     assert json.loads(err.value.read())["error"]["code"] == "AuthenticationFailed"
+
+
+# ---- each part alone: built around the clients it is handed, no facade
+
+
+def test_pricing_alone_reads_the_retail_api_and_never_resource_manager(fake: AzureFake, clock: Clock) -> None:
+    fake.prices.reverse()  # the API promises no order: the Windows and DevTest meters come first
+    pricing = Pricing(fake.prices_url, fake.ca_file, clock, 3600.0)
+    prices = pricing.region_prices("westeurope")
+    assert prices["standard_d2s_v6"] == (0.096, 0.0192)  # Linux consumption: not Windows, not DevTest
+    assert prices["standard_b2s"] == (0.0456, None)  # no spot meter
+    assert fake.tokens == [] and list(fake.arm_requests()) == []  # public API: no credential, no ARM
+
+
+def test_catalog_alone_lists_sizes_through_the_client_it_is_handed(fake: AzureFake, clock: Clock) -> None:
+    clients = connect(make_config(fake))
+    try:
+        catalog = Catalog(clients.compute, fake.subscription_id, ["westeurope"], clock, 3600.0)
+        assert catalog.regions() == ["westeurope"]
+        sizes = catalog.sizes("westeurope")
+        assert sizes["standard_d2s_v6"].zones == ("1", "2", "3")
+        assert catalog.capabilities("westeurope", "Standard_D2s_v6")["vCPUs"] == "2"
+        # Without a price map every offering is unpriced (ranked by size), and no price was asked.
+        assert {o.price for o in offerings(sizes, {}, "westeurope")} == {None}
+        assert fake.calls("GET", r"^/api/retail/prices$") == []
+    finally:
+        clients.close()
+
+
+def test_boot_images_alone_resolve_latest_through_the_images_operations(fake: AzureFake, clock: Clock) -> None:
+    clients = connect(make_config(fake))
+    try:
+        images = BootImages(clients.compute.virtual_machine_images, AzureImages(), clock, 3600.0)
+        found = images.published("westeurope", GEN2)
+        assert found is not None and found.version == AZURE_VERSIONS[-1]
+        assert (found.generation, found.arch, found.disk_controllers) == ("V2", "amd64", ("SCSI", "NVMe"))
+        assert images.published("westeurope", "Canonical:ubuntu-24_04-lts:no-such-sku:latest") is None
+    finally:
+        clients.close()
