@@ -112,7 +112,7 @@ def drop_in_files(directory: Path) -> list[Path]:
 
 def _read(file: Path) -> dict[Any, Any]:
     """One settings file, within the size, depth and alias bounds every user YAML is read with."""
-    from dstack_hybrid.bounded_input import InputRefused, load_yaml, read_limited  # only with a file to read
+    from dstack_hybrid.shared.bounded_input import InputRefused, load_yaml, read_limited  # only with a file to read
     from ruamel.yaml.error import YAMLError
 
     try:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the hostile inputs the tests use
 
-from dstack_hybrid.bounded_input import InputRefused, load_yaml, read_limited
+from dstack_hybrid.shared.bounded_input import InputRefused, load_yaml, read_limited
 from ruamel.yaml import YAML
 
 from controller.configs.loader import parse_task_text

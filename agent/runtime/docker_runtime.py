@@ -14,13 +14,13 @@ from typing import Any
 import docker
 import docker.errors
 from docker.types import LogConfig, Mount
+from dstack_hybrid.shared.image_reference import uses_latest
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 
 from agent.config import default_state_dir
 from agent.runtime import labels
 from agent.runtime.cloud_volumes import CloudVolumeError, CloudVolumes
 from agent.runtime.logstamps import split_timestamp
-from controller.images.reference import uses_latest
 
 log = logging.getLogger("dstack.agent.runtime")
 

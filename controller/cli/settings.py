@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from dstack_hybrid.bounded_input import InputRefused, load_yaml, read_limited
+from dstack_hybrid.shared.bounded_input import InputRefused, load_yaml, read_limited
 from ruamel.yaml.error import YAMLError
 
 from controller.cli.errors import UsageError

@@ -1,7 +1,7 @@
 """Read configuration YAML and turn every mistake into one sentence naming the file and line.
 
 ruamel's round-trip loader keeps each key's position (`.lc`), which pydantic's error
-locations are mapped back onto. Files and text are read through dstack_hybrid.bounded_input, so
+locations are mapped back onto. Files and text are read through dstack_hybrid.shared.bounded_input, so
 an oversized file, deep nesting or an alias bomb is refused before anything walks it.
 Configuration types are found by `type:` in `CONFIGURATION_TYPES`; a new type is one more entry
 there.
@@ -17,7 +17,7 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-from dstack_hybrid.bounded_input import InputRefused, load_yaml, read_limited
+from dstack_hybrid.shared.bounded_input import InputRefused, load_yaml, read_limited
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from ruamel.yaml.error import MarkedYAMLError, YAMLError

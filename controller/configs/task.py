@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from dstack_hybrid.reference_grammar import reference_problem
+from dstack_hybrid.shared.image_reference import reference_problem
 from pydantic import Field, field_validator, model_validator
 
 from controller.configs.common import (

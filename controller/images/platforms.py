@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from controller.images.reference import ImageReference, parse_reference
+from dstack_hybrid.shared.image_reference import ImageReference, parse_reference
 
 log = logging.getLogger(__name__)
 

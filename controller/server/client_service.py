@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import grpc
-from dstack_hybrid.bounded_input import InputRefused
+from dstack_hybrid.shared.bounded_input import InputRefused
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import grpc
-from dstack_hybrid.bounded_input import InputRefused, check_json
+from dstack_hybrid.shared.bounded_input import InputRefused, check_json
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 from pydantic import ValidationError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from dstack_hybrid.bounded_input import check_json
+from dstack_hybrid.shared.bounded_input import check_json
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 from pydantic import ValidationError
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dstack_hybrid.bounded_input import (
+from dstack_hybrid.shared.bounded_input import (
     MAX_ALIAS_VALUES,
     MAX_BYTES,
     MAX_DEPTH,

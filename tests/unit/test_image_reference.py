@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from controller.images.reference import DOCKER_HUB, ImageReference, parse_reference, uses_latest
+from dstack_hybrid.shared.image_reference import DOCKER_HUB, ImageReference, parse_reference, uses_latest
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -68,3 +67,9 @@ def test_ipv6_loopback_registry_with_port_is_loopback() -> None:
 )
 def test_uses_latest(image: str, latest: bool) -> None:
     assert uses_latest(image) is latest
+
+
+def test_an_upper_case_first_component_is_a_registry_as_the_engine_reads_it() -> None:
+    # The grammar and the splitter share one rule: MyReg/app is pulled from host MyReg, not Docker Hub.
+    assert parse_reference("MyReg/app:1") == ImageReference("MyReg", "app", "1")
+    assert parse_reference("myreg/app:1") == ImageReference(DOCKER_HUB, "myreg/app", "1")

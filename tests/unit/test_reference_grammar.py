@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from dstack_hybrid.reference_grammar import reference_problem
+from dstack_hybrid.shared.image_reference import reference_problem
 from pydantic import ValidationError
 
 from controller.configs.loader import ConfigError, parse_task_text

@@ -1,4 +1,5 @@
-"""Whether an image reference is one the Docker engine can pull, by the OCI distribution grammar.
+"""Docker image references: whether the engine can pull one (the OCI distribution grammar), and
+how it splits one into registry, repository and tag or digest.
 
 The grammar is distribution/reference's (reference.go, regexp.go):
 
@@ -17,12 +18,12 @@ The grammar is distribution/reference's (reference.go, regexp.go):
 with the engine's normalisation (ParseNormalizedNamed): the first component is a registry only when
 a slash follows and it has a dot or a colon, is `localhost`, or has an upper-case letter; a name is
 at most 255 characters; a 64-hex-digit name is an image id. Checked part by part, so the sentence
-names the part that is wrong. Both programs may import this module; it imports neither.
-"""
+names the part that is wrong. """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 _ALPHANUMERIC = r"[a-z0-9]+"
 _SEPARATOR = r"(?:[._]|__|-+)"
@@ -34,6 +35,56 @@ _IMAGE_ID = re.compile(r"[a-f0-9]{64}", re.ASCII)
 # The algorithms the engine can verify, with the length of their hex digests.
 DIGEST_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
 NAME_MAX_LENGTH = 255
+DOCKER_HUB = "docker.io"
+
+
+@dataclass(frozen=True)
+class ImageReference:
+    registry: str  # docker.io, 127.0.0.1:5000, ghcr.io ...
+    repository: str  # library/busybox
+    reference: str  # tag or digest
+
+    @property
+    def is_docker_hub(self) -> bool:
+        return self.registry == DOCKER_HUB
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.registry.startswith("["):  # [::1]:5000
+            host = self.registry.split("]", 1)[0] + "]"
+        else:
+            host = self.registry.rsplit(":", 1)[0]
+        return host in ("localhost", "[::1]") or host.startswith("127.")
+
+
+def _names_registry(first: str) -> bool:
+    """The engine's rule for the first of several components: a registry when it looks like a host."""
+    return "." in first or ":" in first or first == "localhost" or first != first.lower()
+
+
+def parse_reference(image: str) -> ImageReference:
+    """Splits a reference (checked or not) the way the engine resolves it."""
+    name, digest = ([*image.split("@", 1), ""])[:2]
+    tag = ""
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        name, tag = name.rsplit(":", 1)
+    first, _, rest = name.partition("/")
+    if rest and _names_registry(first):
+        registry, repository = first, rest
+    else:
+        registry, repository = DOCKER_HUB, name
+    if registry in (DOCKER_HUB, "index.docker.io", "registry-1.docker.io"):
+        registry = DOCKER_HUB
+        if "/" not in repository:
+            repository = f"library/{repository}"  # docker.io/busybox is docker.io/library/busybox
+    return ImageReference(registry, repository, digest or tag or "latest")
+
+
+def uses_latest(image: str) -> bool:
+    """A missing tag means :latest, which the agent always re-pulls (like Kubernetes)."""
+    ref = parse_reference(image)
+    return "@" not in image and ref.reference == "latest"
 
 
 def reference_problem(image: str) -> str | None:
@@ -62,7 +113,7 @@ def _name_problem(name: str) -> str | None:
     if len(name) > NAME_MAX_LENGTH:
         return f"the name is longer than {NAME_MAX_LENGTH} characters"
     first, slash, rest = name.partition("/")
-    if slash and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
+    if slash and _names_registry(first):
         if not _DOMAIN.fullmatch(first):
             return f"registry {_quoted(first)} is not a host name or [IPv6 address] with an optional :port"
         path = rest
