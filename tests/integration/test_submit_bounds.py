@@ -15,7 +15,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from controller.pki.discovery import CONTROLLER_SAN
+from dstack_hybrid.shared.ca_discovery import CONTROLLER_SAN
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 
