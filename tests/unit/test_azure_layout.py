@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "controller" / "backends" / "azure"
-PARTS = {"__init__", "backend", "cache", "catalog", "compute", "disks", "errors", "images", "network", "pricing", "sdk"}
+PARTS = {"__init__", "backend", "catalog", "compute", "disks", "errors", "images", "network", "pricing", "sdk"}
 MAX_LINES = 300
 FORBIDDEN = ("controller.server", "controller.backends.burst")
 SDK_CONSTRUCTORS = {"ComputeManagementClient", "NetworkManagementClient", "ClientSecretCredential",
