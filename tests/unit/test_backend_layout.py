@@ -104,3 +104,13 @@ def test_both_backends_share_one_ttl_cache() -> None:
         if "controller.backends.cache.TtlCache" in imported(tree)
     }
     assert {"aws/catalog", "aws/pricing", "aws/images", "azure/catalog", "azure/pricing", "azure/images"} <= users
+
+
+def test_both_facades_share_the_delegations_every_cloud_answers_alike() -> None:
+    from controller.backends.aws import AWSBackend
+    from controller.backends.azure import AzureBackend
+    from controller.backends.composed import ComposedBackend
+
+    assert issubclass(AWSBackend, ComposedBackend) and issubclass(AzureBackend, ComposedBackend)
+    shared = {name for name in vars(ComposedBackend) if not name.startswith("_")}
+    assert shared & (set(vars(AWSBackend)) | set(vars(AzureBackend))) == set()  # not written again

@@ -7,7 +7,7 @@ image from DescribeImages. Nothing here lists regions, sizes or AMI ids.
 A facade over small parts, composed as Karpenter composes its providers: the catalog (regions,
 sizes, zones), pricing, boot images, compute (subnets, instances) and volumes (EBS). It makes the
 clients once and hands each part what it needs; every method of the backend interface is one
-delegation."""
+delegation, those every cloud shares in ComposedBackend."""
 
 from __future__ import annotations
 
@@ -20,11 +20,12 @@ from controller.backends.aws.images import BootImages
 from controller.backends.aws.pricing import Pricing
 from controller.backends.aws.sdk import KIND, AwsClients
 from controller.backends.aws.volumes import Volumes
+from controller.backends.composed import ComposedBackend
 from controller.backends.config import AWSBackendConfig
-from controller.backends.model import BootImage, CloudInstance, CloudVolume, InstanceType, LaunchSpec, Offering
+from controller.backends.model import InstanceType, Offering
 
 
-class AWSBackend:
+class AWSBackend(ComposedBackend):
     """One `type: aws` entry of the config: an account (credentials, endpoint), its regions."""
 
     kind = KIND
@@ -47,31 +48,8 @@ class AWSBackend:
 
     def offerings(self, region: str) -> list[Offering]:
         sold = self.catalog.sold(region)
-        return offerings(sold, self.pricing.on_demand(region), self.pricing.spot(region), region)
+        spot = self.pricing.spot(region)
+        return offerings(sold, spot, self.pricing.on_demand(region), region)
 
     def describe(self, names: list[str], region: str | None = None) -> dict[str, InstanceType | None]:
         return self.catalog.describe(names, region or self.regions()[0])
-
-    def boot_image(self, instance_type: InstanceType, region: str) -> BootImage:
-        return self.images.boot_image(instance_type, region)
-
-    def launch(self, spec: LaunchSpec) -> CloudInstance:
-        return self.compute.launch(spec)
-
-    def instances(self, controller_tag: str) -> list[CloudInstance]:
-        return self.compute.instances(controller_tag)
-
-    def terminate(self, instance: CloudInstance) -> None:
-        self.compute.terminate(instance)
-
-    def create_volume(self, name: str, region: str, zone: str, size_bytes: int, tags: dict[str, str]) -> CloudVolume:
-        return self.volumes.create_volume(name, region, zone, size_bytes, tags)
-
-    def get_volume(self, region: str, volume_id: str) -> CloudVolume | None:
-        return self.volumes.get_volume(region, volume_id)
-
-    def attach_volume(self, volume: CloudVolume, instance: CloudInstance) -> CloudVolume:
-        return self.volumes.attach_volume(volume, instance)
-
-    def detach_volume(self, volume: CloudVolume, instance: CloudInstance) -> None:
-        self.volumes.detach_volume(volume, instance)

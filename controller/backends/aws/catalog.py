@@ -104,7 +104,7 @@ class Catalog:
 
 
 def offerings(
-    sold: Sold, on_demand: Mapping[str, float], spot: Mapping[tuple[str, str], float], region: str
+    sold: Sold, spot: Mapping[tuple[str, str], float], on_demand: Mapping[str, float], region: str
 ) -> list[Offering]:
     """Every sold (type, zone) on-demand, and spot where the type can be, with the known prices."""
     result: list[Offering] = []
