@@ -18,7 +18,9 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
-from controller.backends.aws import CAPACITY_CODES, AWSBackend, backend_error, on_demand_prices
+from controller.backends.aws import AWSBackend
+from controller.backends.aws.errors import CAPACITY_CODES, backend_error
+from controller.backends.aws.pricing import on_demand_prices
 from controller.backends.config import AWSBackendConfig
 from controller.backends.model import (
     TAG_CONTROLLER,

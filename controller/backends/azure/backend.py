@@ -17,18 +17,12 @@ from controller.backends.azure.images import BootImages
 from controller.backends.azure.network import Network
 from controller.backends.azure.pricing import Pricing
 from controller.backends.azure.sdk import connect
+from controller.backends.composed import ComposedBackend
 from controller.backends.config import AzureBackendConfig
-from controller.backends.model import (
-    BootImage,
-    CloudInstance,
-    CloudVolume,
-    InstanceType,
-    LaunchSpec,
-    Offering,
-)
+from controller.backends.model import InstanceType, Offering
 
 
-class AzureBackend:
+class AzureBackend(ComposedBackend):
     """One `type: azure` entry of the config: a subscription, a resource group, its regions."""
 
     kind = "azure"
@@ -53,7 +47,7 @@ class AzureBackend:
             config.admin_username,
             config.ssh_public_key,
         )
-        self.disks = Disks(compute, self.compute.get_vm, config.resource_group, config.subscription_id)
+        self.volumes = Disks(compute, self.compute.get_vm, config.resource_group, config.subscription_id)
 
     def close(self) -> None:
         """Closes the clients' connections (the backend is unusable after)."""
@@ -67,27 +61,3 @@ class AzureBackend:
 
     def describe(self, names: list[str], region: str | None = None) -> dict[str, InstanceType | None]:
         return self.catalog.describe(names, self.catalog.first_region() if region is None else region)
-
-    def boot_image(self, instance_type: InstanceType, region: str) -> BootImage:
-        return self.images.boot_image(instance_type, region)
-
-    def launch(self, spec: LaunchSpec) -> CloudInstance:
-        return self.compute.launch(spec)
-
-    def instances(self, controller_tag: str) -> list[CloudInstance]:
-        return self.compute.instances(controller_tag)
-
-    def terminate(self, instance: CloudInstance) -> None:
-        self.compute.terminate(instance)
-
-    def create_volume(self, name: str, region: str, zone: str, size_bytes: int, tags: dict[str, str]) -> CloudVolume:
-        return self.disks.create_volume(name, region, zone, size_bytes, tags)
-
-    def get_volume(self, region: str, volume_id: str) -> CloudVolume | None:
-        return self.disks.get_volume(region, volume_id)
-
-    def attach_volume(self, volume: CloudVolume, instance: CloudInstance) -> CloudVolume:
-        return self.disks.attach_volume(volume, instance)
-
-    def detach_volume(self, volume: CloudVolume, instance: CloudInstance) -> None:
-        self.disks.detach_volume(volume, instance)

@@ -15,10 +15,10 @@ from azure.core.rest import HttpRequest
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.compute import models as cmodels
 
-from controller.backends.azure.cache import TtlCache
 from controller.backends.azure.errors import guard
 from controller.backends.azure.pricing import Prices
 from controller.backends.azure.sdk import word
+from controller.backends.cache import TtlCache
 from controller.backends.model import BackendConfigError, InstanceType, Offering, narrow_regions
 from controller.placement.model import GpuInfo
 

@@ -15,10 +15,10 @@ from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 
-from controller.backends.azure.cache import TtlCache
 from controller.backends.azure.catalog import ARCHES, capability_list
 from controller.backends.azure.errors import guard
 from controller.backends.azure.sdk import word
+from controller.backends.cache import TtlCache
 from controller.backends.config import AzureImages
 from controller.backends.model import BackendConfigError, BackendError, BootImage, InstanceType
 

@@ -13,7 +13,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from controller.backends.azure.cache import TtlCache
+from controller.backends.cache import TtlCache
 
 DEFAULT_PRICES_URL = "https://prices.azure.com/api/retail/prices"
 PRICE_PAGES_MAX = 500  # the Retail Prices API answers 100 items a page; a region's VMs fit well within

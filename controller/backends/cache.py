@@ -1,7 +1,7 @@
-"""What the Azure API said, kept for a while: locations, a region's SKUs and prices, images.
+"""What a cloud's API said, kept for a while: its regions, a region's sizes and prices, images.
 
-Each part owns one cache; the reconciler calls the backend from threads, hence the lock. A value
-is never None (a miss reads as None)."""
+Shared by the backends (aws/, azure/). Each part owns one cache; the reconciler calls the backend
+from threads, hence the lock. A value is never None (a miss reads as None)."""
 
 from __future__ import annotations
 
