@@ -1,7 +1,7 @@
 """What every cloud backend speaks: instance types, offerings, instances, volumes, errors.
 
 Plain data, no SDK: the burst reconciler, `offers` and `instance-types check` read these, and
-only the module of a configured backend imports boto3 or the Azure SDK (controller/backends/aws.py,
+only the module of a configured backend imports boto3 or the Azure SDK (controller/backends/aws/,
 the package controller/backends/azure/), when that backend is first used."""
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from controller.server.errors import OneSentenceErrors
 from controller.server.ports import SERVER_OPTIONS, bind_failed
 from controller.settings import ControllerSettings
 from controller.store import Store
-from controller.tls import load_server_tls
+from controller.tls import ServerTLS, load_server_tls
 from controller.tokens import create_token
 
 log = logging.getLogger("dstack.controller")
@@ -95,37 +95,35 @@ def _bind(address: str, bind: Callable[[str], int]) -> int:
     return port
 
 
-def add_ports(controller: Controller, server: grpc.aio.Server, settings: ControllerSettings) -> None:
+def add_ports(server: grpc.aio.Server, settings: ControllerSettings) -> tuple[ServerTLS | None, int]:
+    """Binds the client and agent endpoints; (the TLS material or None with --insecure, the agent port)."""
     if settings.insecure:
         log.warning(
             "--insecure: plaintext gRPC on %s; tokens and credentials cross the network in the clear "
             "and anyone who can reach it can pose as the controller",
             settings.listen,
         )
-        controller.agent_port = _bind(settings.listen, server.add_insecure_port)
-        return
+        return None, _bind(settings.listen, server.add_insecure_port)
     tls = load_server_tls(
         settings.data_dir,
         [h for h, _ in map(split_address, (settings.listen, settings.agent_listen))],
         settings.tls_sans,
     )
-    controller.tls = tls
     pair = [(tls.key_pem, tls.cert_pem)]
     plain = grpc.ssl_server_credentials(pair)
     _bind(settings.listen, lambda address: server.add_secure_port(address, plain))
     mutual = grpc.ssl_server_credentials(pair, root_certificates=tls.ca.cert_pem, require_client_auth=True)
-    controller.agent_port = _bind(settings.agent_listen, lambda address: server.add_secure_port(address, mutual))
+    agent_port = _bind(settings.agent_listen, lambda address: server.add_secure_port(address, mutual))
     log.info(
         "listening on %s (TLS) and %s (agents, mutual TLS); CA sha256 %s",
         settings.listen,
         settings.agent_listen,
         tls.ca.fingerprint,
     )
+    return tls, agent_port
 
 
 async def serve(settings: ControllerSettings, store: Store) -> None:
-    controller = Controller(settings, store, PlatformLookup(settings.image_lookup))
-    controller.load()
     server = grpc.aio.server(
         interceptors=[OneSentenceErrors()],
         options=[
@@ -137,9 +135,12 @@ async def serve(settings: ControllerSettings, store: Store) -> None:
             ("grpc.http2.min_ping_interval_without_data_ms", 5000),
         ],
     )
+    # Ports first: the controller is built once with what it hands out (its CA, the agent port).
+    tls, agent_port = add_ports(server, settings)
+    controller = Controller(settings, store, PlatformLookup(settings.image_lookup), tls=tls, agent_port=agent_port)
+    controller.load()
     pb_grpc.add_AgentServiceServicer_to_server(AgentService(controller), server)
     pb_grpc.add_ClientServiceServicer_to_server(ClientService(controller), server)
-    add_ports(controller, server, settings)
     bursting = start_bursting(controller, settings)
     await server.start()
     scheduler = asyncio.create_task(controller.run_scheduler())

@@ -48,6 +48,8 @@ class Controller:
         store: Store,
         lookup: PlatformLookup,
         clock: Callable[[], float] = time.time,
+        tls: ServerTLS | None = None,  # None with --insecure
+        agent_port: int = 0,  # where agents open their stream (told to them at registration)
     ) -> None:
         self.settings = settings
         self.store = store
@@ -56,8 +58,8 @@ class Controller:
         self.events = TaskEvents()
         self.inventory = Inventory(store, self.sessions, settings.host_grace_s, clock)
         self.scheduler = Scheduler(store, self.inventory, lookup, clock, self.publish_status, self._placed)
-        self.tls: ServerTLS | None = None  # None with --insecure
-        self.agent_port = 0
+        self.tls = tls
+        self.agent_port = agent_port
         self.burst: Burster | None = None  # set when the config file configures backends
         self._ca_fingerprint = ""
         self._attaching: set[asyncio.Task[None]] = set()
