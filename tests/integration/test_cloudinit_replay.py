@@ -31,7 +31,7 @@ import pytest
 from tests.support.cloudinit_replay import UNIT_LOG, UNIT_PID, cloud_init_python, parse_user_data, run_runcmd
 from tests.support.cloudinit_replay import write_files as replay_write_files
 from tests.support.cluster import BIN, ControllerProcess, wait_for
-from tests.support.debroot import DebrootUnavailable, RootContainer, docker_cli, ensure_minbase_tar, import_image
+from tests.support.debroot import DebrootUnavailable, RootContainer, ensure_minbase_tar, running_root
 from tests.support.dockerd import DockerEngine
 from tests.support.packages import build_agent_deb
 
@@ -100,19 +100,11 @@ def controller(tmp_path: Path) -> Iterator[ControllerProcess]:
 @pytest.fixture
 def stock_vm(request: pytest.FixtureRequest, docker_engine: DockerEngine) -> Iterator[RootContainer]:
     """A container of the suite's minbase root plus STOCK_IMAGE_PACKAGES; nothing of the project."""
-    suite = request.param
     try:
-        tarball = ensure_minbase_tar(suite)
+        tarball = ensure_minbase_tar(request.param)
     except DebrootUnavailable as exc:
         pytest.skip(str(exc))
-    image = import_image(tarball)
-    cid = ""
-    try:
-        args = ["run", "-d", "--network", "host", "--label", "dstack-test=cloudinit-replay"]
-        host = docker_engine.host
-        if host.startswith("unix://"):  # the agent's Docker runtime, at the usual path
-            args += ["-v", f"{host.removeprefix('unix://')}:/var/run/docker.sock"]
-        cid = docker_cli(*args, image, "sleep", "infinity").stdout.strip()
+    with running_root(tarball, docker_engine.host, "cloudinit-replay") as cid:
         vm = RootContainer(cid)
         vm.sh("apt-get -o Acquire::Retries=3 update -q", timeout=300)
         packages = " ".join(STOCK_IMAGE_PACKAGES)
@@ -123,10 +115,6 @@ def stock_vm(request: pytest.FixtureRequest, docker_engine: DockerEngine) -> Ite
             "install ok installed"
         ), "python3-venv must come in as a dependency of the .deb"
         yield vm
-    finally:
-        if cid:
-            docker_cli("rm", "-f", "-v", cid, check=False)
-        docker_cli("rmi", "-f", image, check=False)
 
 
 def _render_user_data(controller: ControllerProcess, port: int) -> str:

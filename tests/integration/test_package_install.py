@@ -38,8 +38,8 @@ from tests.support.debroot import (
     RootContainer,
     docker_cli,
     ensure_minbase_tar,
-    import_image,
     repack_deb,
+    running_root,
 )
 from tests.support.dockerd import DockerEngine
 from tests.support.packages import build_agent_deb, project_version
@@ -103,22 +103,9 @@ def container(docker_engine: DockerEngine, debs: dict[str, Path], suite: str) ->
         tarball = ensure_minbase_tar(suite)
     except DebrootUnavailable as exc:
         pytest.skip(str(exc))
-    image = import_image(tarball)
-    cid = ""
-    try:
-        args = ["run", "-d", "--network", "host", "--label", f"dstack-test=package-install-{suite}"]
-        # The engine's socket at the usual path: the agent's Docker runtime (needed for a session).
-        host = docker_engine.host
-        if host.startswith("unix://"):
-            args += ["-v", f"{host.removeprefix('unix://')}:/var/run/docker.sock"]
-        for deb in debs.values():
-            args += ["-v", f"{deb}:/debs/{deb.name}:ro"]
-        cid = docker_cli(*args, image, "sleep", "infinity").stdout.strip()
+    mounts = [a for deb in debs.values() for a in ("-v", f"{deb}:/debs/{deb.name}:ro")]
+    with running_root(tarball, docker_engine.host, f"package-install-{suite}", mounts) as cid:
         yield Container(cid)
-    finally:
-        if cid:
-            docker_cli("rm", "-f", "-v", cid, check=False)
-        docker_cli("rmi", "-f", image, check=False)
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,14 @@ Debian's mirror; nothing else is downloaded.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shlex
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 CACHE_DIR = Path("/var/cache/dstack-hybrid-tests")
@@ -102,6 +104,25 @@ class RootContainer:
 
     def exists(self, path: str) -> bool:
         return self.sh(f"test -e {shlex.quote(path)}", check=False).returncode == 0
+
+
+@contextlib.contextmanager
+def running_root(tarball: Path, docker_host: str, label: str, extra_args: Sequence[str] = ()) -> Iterator[str]:
+    """The id of a running container of a root tarball (ensure_minbase_tar), on the host's network
+    (so it reaches loopback servers) with the engine's socket at the usual path (for the agent's
+    Docker runtime). The container and its imported image are removed, by id, afterwards."""
+    image = import_image(tarball)
+    cid = ""
+    try:
+        args = ["run", "-d", "--network", "host", "--label", f"dstack-test={label}", *extra_args]
+        if docker_host.startswith("unix://"):
+            args += ["-v", f"{docker_host.removeprefix('unix://')}:/var/run/docker.sock"]
+        cid = docker_cli(*args, image, "sleep", "infinity").stdout.strip()
+        yield cid
+    finally:
+        if cid:
+            docker_cli("rm", "-f", "-v", cid, check=False)
+        docker_cli("rmi", "-f", image, check=False)
 
 
 def repack_deb(deb: Path, version: str, dest_dir: Path) -> Path:
