@@ -110,6 +110,7 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
             return self.c.task_message(task)
         if task.status == PENDING:
             task.status, task.reason, task.finished_at = STOPPED, "stopped by user", self.c.clock()
+            task.provisioning_reason = ""  # bursting's word on a task that no longer waits
         else:
             task.stop_requested = True
             task.abort_requested = task.abort_requested or request.abort

@@ -19,6 +19,7 @@ def task_message(task: TaskRecord, host_name: str, resources: str = "") -> pb.Ta
         status=task.status,
         host=host_name,
         reason=task.reason,
+        provisioning_reason=task.provisioning_reason,
         has_exit_code=task.exit_code is not None,
         exit_code=task.exit_code or 0,
         image=task.image,

@@ -10,7 +10,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "controller" / "backends" / "azure"
 PARTS = {"__init__", "backend", "cache", "catalog", "compute", "disks", "errors", "images", "network", "pricing", "sdk"}
 MAX_LINES = 300
-FORBIDDEN = ("controller.server", "controller.backends.burst")
+FORBIDDEN = ("controller.server", "controller.burst")
 SDK_CONSTRUCTORS = {"ComputeManagementClient", "NetworkManagementClient", "ClientSecretCredential",
                     "DefaultAzureCredential"}  # fmt: skip
 
