@@ -20,12 +20,13 @@ from controller.configs.fleet import FleetConfiguration
 from controller.configs.task import TaskConfiguration
 from controller.images.platforms import PlatformLookup
 from controller.inventory.inventory import Inventory
+from controller.inventory.views import host_facts
 from controller.lifecycle.task_events import Report, on_report
 from controller.placement import HostIndex, HostView, Requirements
 from controller.placement.model import Decision
 from controller.scheduler.scheduler import Scheduler
 from controller.server import assignments
-from controller.server.convert import host_facts, task_message
+from controller.server.convert import task_message
 from controller.server.events import TaskEvents
 from controller.server.sessions import Sessions
 from controller.settings import ControllerSettings
