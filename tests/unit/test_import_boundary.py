@@ -8,6 +8,7 @@ lists what got loaded (which catches an import hidden behind importlib or a re-e
 from __future__ import annotations
 
 import ast
+import itertools
 import json
 import subprocess
 import sys
@@ -104,8 +105,8 @@ def find_cycle(graph: dict[str, dict[str, str]]) -> list[str]:
 
     def visit(unit: str) -> list[str]:
         if unit in stack:
-            loop = stack[stack.index(unit) :] + [unit]
-            return [f"{a} -> {b} ({graph[a][b]})" for a, b in zip(loop, loop[1:], strict=False)]
+            loop = [*stack[stack.index(unit) :], unit]
+            return [f"{a} -> {b} ({graph[a][b]})" for a, b in itertools.pairwise(loop)]
         if unit in done:
             return []
         stack.append(unit)
