@@ -25,9 +25,11 @@ def create_token(
     description: str = "",
     now: float | None = None,
     ca_fingerprint: str = "",
+    launch_id: str = "",
 ) -> tuple[TokenRecord, str]:
     """Stores a new token and returns it with its one-time printable form (join tokens carry
-    `ca_fingerprint`, the sha256 of the controller's CA certificate)."""
+    `ca_fingerprint`, the sha256 of the controller's CA certificate; one made for a cloud launch
+    carries that launch's id, which registration checks the host against)."""
     if kind == "join" and not is_fingerprint(ca_fingerprint):
         raise ValueError("a join token needs the controller CA's sha256 fingerprint")
     now = time.time() if now is None else now
@@ -41,6 +43,7 @@ def create_token(
         uses_left=uses,
         fleet=fleet,
         description=description,
+        launch_id=launch_id,
     )
     store.add_token(record)
     return record, format_token(kind, record.id, secret, ca_fingerprint)

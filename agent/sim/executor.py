@@ -27,6 +27,11 @@ class SimExecutor:
 
     def assign(self, a: pb.Assignment, send: Send) -> None:
         """Starts the task unless it runs already (a re-assignment after a reconnect re-adopts it)."""
+        for mount in a.run.mounts:
+            if mount.cloud_volume_id:
+                # Nothing is mounted in a simulation; the log says how a real agent would find the disk.
+                log.info("task %s on %s: volume %s (%s) by serial %r, LUN %d", a.task_name, self.host_name,
+                         mount.volume, mount.cloud_volume_id, mount.device_serial, mount.lun)  # fmt: skip
         task = self.tasks.get(a.task_id)
         if task is None:
             if a.started:

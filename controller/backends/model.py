@@ -1,8 +1,8 @@
 """What every cloud backend speaks: instance types, offerings, instances, volumes, errors.
 
-Plain data, no SDK: the burst reconciler, `offers` and `instance-types check` read these, and
-only the module of a configured backend imports boto3 or the Azure SDK (controller/backends/aws/,
-the package controller/backends/azure/), when that backend is first used."""
+Plain data, no SDK: the burst reconciler (controller/burst/), `offers` and `instance-types check`
+read these, and only the package of a configured backend imports boto3 or the Azure SDK
+(controller/backends/aws/, controller/backends/azure/), when that backend is first used."""
 
 from __future__ import annotations
 
@@ -19,10 +19,6 @@ TAG_FLEET = "dstack-hybrid-fleet"
 TAG_LAUNCH = "dstack-hybrid-launch"  # one id per launch attempt, also on the join token
 TAG_TASK = "dstack-hybrid-task"  # the task the instance was launched for
 TAG_NAME = "Name"  # AWS console's name column; Azure VMs have a name of their own
-
-# Separates a pending task's reason from hosts from what bursting says about it.
-CLOUD_MARKER = "; cloud: "
-
 
 class BackendError(Exception):
     """A cloud call failed: one sentence that names the backend, region and what failed."""

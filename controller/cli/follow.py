@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import grpc
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 
+from controller.cli import format as fmt
 from controller.cli.backoff import Backoff
 from controller.cli.errors import CommandError, UsageError
 from controller.cli.trust import UnreachableError
@@ -75,7 +76,7 @@ def is_transient(exc: grpc.RpcError) -> bool:
 
 
 def stuck(task: pb.Task) -> int:
-    print(f"task {task.name} is pending: {task.reason}", file=sys.stderr)
+    print(f"task {task.name} is pending: {fmt.task_reason(task.reason, task.provisioning_reason)}", file=sys.stderr)
     print(f"it runs when a fitting host registers; `dstackctl stop {task.name}` cancels it", file=sys.stderr)
     return 1
 
@@ -83,10 +84,11 @@ def stuck(task: pb.Task) -> int:
 def final(task: pb.Task) -> int:
     if task.status == "done":
         return 0
+    reason = fmt.task_reason(task.reason, task.provisioning_reason)
     if task.status == "failed":
-        print(f"task {task.name} failed: {task.reason}", file=sys.stderr)
+        print(f"task {task.name} failed: {reason}", file=sys.stderr)
         return task.exit_code if task.has_exit_code and task.exit_code > 0 else 1
-    print(f"task {task.name} {task.status}" + (f": {task.reason}" if task.reason else ""), file=sys.stderr)
+    print(f"task {task.name} {task.status}" + (f": {reason}" if reason else ""), file=sys.stderr)
     return 1
 
 
@@ -199,7 +201,7 @@ class Follower:
             where = f" on {task.host}" if task.host else ""
             print(f"task {task.name} is {task.status}{where}", file=sys.stderr)
         self.last_status = task.status
-        if task.status == "pending" and task.reason:
+        if task.status == "pending" and (task.reason or task.provisioning_reason):
             return stuck(task)
         if task.status in TERMINAL:
             return final(task)

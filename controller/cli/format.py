@@ -1,4 +1,4 @@
-"""Human forms of times and sizes for dstackctl's tables."""
+"""Human forms of times, sizes and reasons for dstackctl's tables and status lines."""
 
 from __future__ import annotations
 
@@ -13,6 +13,14 @@ def ago(ms: int, now: float | None = None) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit} ago"
     return f"{seconds}s ago"
+
+
+def task_reason(placement: str, provisioning: str) -> str:
+    """A task's two reasons on one line, as users have always read them: why no registered host
+    fits, then what cloud bursting says ("<placement>; cloud: <provisioning>")."""
+    if not provisioning:
+        return placement
+    return f"{placement}; cloud: {provisioning}" if placement else f"cloud: {provisioning}"
 
 
 def size(n: int) -> str:

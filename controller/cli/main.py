@@ -127,7 +127,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print(task.name)
         return 0
     print(f"task {task.name} submitted" + (f", placed on {task.host}" if task.host else ""), file=sys.stderr)
-    if task.status == "pending" and task.reason:
+    if task.status == "pending" and (task.reason or task.provisioning_reason):
         return stuck(task)
     return follow(client, task.name, announce=True, timeout_s=timeout_s)
 
@@ -141,7 +141,7 @@ def task_row(t: pb.Task) -> dict[str, str]:
         "ARCH": t.arch or "-",
         "SUBMITTED": fmt.ago(t.submitted_at_ms),
         "EXIT": str(t.exit_code) if t.has_exit_code else "-",
-        "REASON": t.reason,
+        "REASON": fmt.task_reason(t.reason, t.provisioning_reason),
         "ID": t.id,
         "IMAGE": t.image,
         "RESOURCES": t.resources,
@@ -153,7 +153,9 @@ def task_json(t: pb.Task) -> dict[str, Any]:
         "name": t.name,
         "status": t.status,
         "host": t.host or None,
-        "reason": t.reason,
+        "reason": fmt.task_reason(t.reason, t.provisioning_reason),
+        "placement_reason": t.reason,
+        "provisioning_reason": t.provisioning_reason,
         "id": t.id,
         "image": t.image,
         "arch": t.arch or None,

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Protocol
 
 from controller.configs.fleet import FleetConfiguration
 from controller.configs.volume import VolumeConfiguration
 from controller.inventory.ledger import Share, UsageLedger
+from controller.inventory.views import host_facts, host_view
 from controller.placement import HostIndex, HostView
-from controller.server.convert import host_facts
-from controller.server.sessions import Sessions
-from controller.server.views import host_view
 from controller.store import Store
 from controller.store.records import ACTIVE_ON_HOST, ConfigRecord, HostRecord, TaskRecord
 from controller.tasks.requirements import AppliedVolume
@@ -23,8 +22,20 @@ from controller.tasks.requirements import AppliedVolume
 LIVENESS_CHECK_S = 1.0
 
 
+class Connected(Protocol):
+    last_seen: float
+
+
+class ConnectedAgents(Protocol):
+    """The agents' open streams (the server's Sessions): all liveness needs of them."""
+
+    def get(self, host_id: str) -> Connected | None: ...
+
+
 class Inventory:
-    def __init__(self, store: Store, sessions: Sessions, host_grace_s: float, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, store: Store, sessions: ConnectedAgents, host_grace_s: float, clock: Callable[[], float]
+    ) -> None:
         self.store = store
         self.sessions = sessions
         self.host_grace_s = host_grace_s

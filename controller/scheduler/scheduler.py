@@ -10,7 +10,6 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from controller.backends.model import CLOUD_MARKER
 from controller.images.platforms import PlatformLookup, native_arches
 from controller.inventory.inventory import Inventory
 from controller.inventory.ledger import Share
@@ -150,7 +149,8 @@ class Scheduler:
             self.set_pending_reason(task, reason, stored)
             return
         host = decision.chosen
-        task.status, task.host_id, task.reason = PROVISIONING, host.id, ""
+        # Placed: neither placement's why-not nor bursting's word applies any more.
+        task.status, task.host_id, task.reason, task.provisioning_reason = PROVISIONING, host.id, "", ""
         if stored:
             self.store.update_task(task)
         else:
@@ -161,10 +161,7 @@ class Scheduler:
         self.placed(task, decision)
 
     def set_pending_reason(self, task: TaskRecord, reason: str, stored: bool = True) -> None:
-        # What bursting says ("...; cloud: launched m7g.large ...") stays until bursting changes it.
-        _, marker, cloud = task.reason.partition(CLOUD_MARKER)
-        if marker:
-            reason = f"{reason}{CLOUD_MARKER}{cloud}"
+        """Placement's why-not only: what bursting says is the task's provisioning_reason, its own."""
         if not stored:
             task.reason = reason
             self.store.add_task(task)

@@ -16,14 +16,14 @@ from dstack_hybrid.shared.tokens import TokenFormatError, format_token, hash_sec
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 
-from controller.backends.burst import ClaimRefused
+from controller.burst.claims import ClaimRefused
+from controller.inventory.views import host_view
 from controller.lifecycle.task_events import SUPPORTED_ARCHES
 from controller.pki.ca import host_id_from_cert, sign_host_csr
 from controller.server.auth import bearer, host_for_credential
 from controller.server.convert import facts_json
 from controller.server.core import Controller
 from controller.server.sessions import AgentSession
-from controller.server.views import host_view
 from controller.store import StorageError
 from controller.store.records import HostRecord, InstanceRecord, StoredLogLine, TokenRecord
 from controller.tasks.requirements import fleet_admission
@@ -146,7 +146,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
     ) -> InstanceRecord | None:
         """A token made for a launch registers that instance only: its metadata must name it."""
         if self.c.burst is None:
-            if token.description.startswith("launch "):
+            if token.launch_id:
                 log.warning("registration refused: a launch's token, and bursting is not configured any more")
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this join token's launch is over")
             return None

@@ -68,7 +68,7 @@ def start_bursting(controller: Controller, settings: ControllerSettings) -> asyn
     file_config = settings.file_config
     if not file_config.backends:
         return None
-    from controller.backends.burst import Burster
+    from controller.burst.reconciler import Burster
 
     address = file_config.burst.controller_address or settings.listen
     host, _ = split_address(address)
@@ -78,7 +78,7 @@ def start_bursting(controller: Controller, settings: ControllerSettings) -> asyn
             address,
             settings.config_path or "the config file",
         )
-    burst = Burster(controller, file_config, controller_id(settings.data_dir), address)
+    burst = Burster(controller, controller.store, file_config, controller_id(settings.data_dir), address)
     controller.set_burst(burst)
     log.info("bursting to %s", ", ".join(burst.backends.kinds))
     return asyncio.create_task(burst.run())

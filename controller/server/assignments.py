@@ -7,17 +7,16 @@ from collections.abc import Callable, Mapping
 
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 
-from controller.backends.model import CloudVolume
 from controller.configs.task import TaskConfiguration
 from controller.configs.volume import VolumeConfiguration
 from controller.placement import HostView
 from controller.placement.rules import volume_matches
-from controller.store.records import TaskRecord
+from controller.store.records import AttachmentRecord, TaskRecord
 from controller.tasks import taskspec
 from controller.tasks.requirements import AppliedVolume, volume_option
 
-# (volume name, host id) -> the attachment the cloud reported, if the volume is attached there.
-AttachmentOf = Callable[[str, str], CloudVolume | None]
+# (volume name, host id) -> where the cloud attached it, if it is attached there (the store's record).
+AttachmentOf = Callable[[str, str], AttachmentRecord | None]
 
 
 def assignment(task: TaskRecord, log_counts: Mapping[int, int], mounts: list[pb.Mount]) -> pb.ControllerMessage:
@@ -61,10 +60,12 @@ def mounts_for(
     return found
 
 
-def volume_mount(config: VolumeConfiguration, target: str, attached: CloudVolume | None) -> pb.Mount:
+def volume_mount(config: VolumeConfiguration, target: str, attached: AttachmentRecord | None) -> pb.Mount:
     if config.backend == "local":
         return pb.Mount(source=config.path or "", target=target, volume=config.name)
     volume_id = config.volume_id or ""
+    if attached is not None and attached.volume_id != volume_id:
+        attached = None  # the record of another disk that had this name (deleted and applied again)
     # EBS volumes show up on Nitro instances as NVMe devices whose serial is the id without its dash.
     serial = attached.device_serial if attached else (volume_id.replace("-", "") if config.backend == "aws" else "")
     lun = attached.lun if attached is not None and attached.lun is not None else -1

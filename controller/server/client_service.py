@@ -14,9 +14,10 @@ from dstack_hybrid.v1 import hybrid_pb2 as pb
 from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 
 from controller.configs.task import TaskConfiguration
+from controller.inventory.views import host_facts
 from controller.server.auth import require_api_token
 from controller.server.configs_service import ConfigsMixin
-from controller.server.convert import host_facts, log_line
+from controller.server.convert import log_line
 from controller.server.core import Controller
 from controller.store.records import PENDING, STOPPED, HostRecord, TaskRecord
 from controller.tasks import taskspec
@@ -110,6 +111,7 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
             return self.c.task_message(task)
         if task.status == PENDING:
             task.status, task.reason, task.finished_at = STOPPED, "stopped by user", self.c.clock()
+            task.provisioning_reason = ""  # bursting's word on a task that no longer waits
         else:
             task.stop_requested = True
             task.abort_requested = task.abort_requested or request.abort

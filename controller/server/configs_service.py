@@ -97,6 +97,8 @@ class ConfigsMixin(CloudMixin):
                     f"volume {request.name} is attached to {', '.join(attached)}; stop them first",
                 )
         self.c.store.delete_config(request.kind, request.name)
+        if request.kind == "volume":
+            self.c.store.delete_attachments(volume=request.name)
         self.c.reload_configs()
         log.info("%s %s deleted", request.kind, request.name)
         return pb.DeleteResponse()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 from google.protobuf import json_format
 
-from controller.store.records import HostRecord, StoredLogLine, TaskRecord
+from controller.store.records import StoredLogLine, TaskRecord
 
 
 def ms(t: float | None) -> int:
@@ -19,6 +19,7 @@ def task_message(task: TaskRecord, host_name: str, resources: str = "") -> pb.Ta
         status=task.status,
         host=host_name,
         reason=task.reason,
+        provisioning_reason=task.provisioning_reason,
         has_exit_code=task.exit_code is not None,
         exit_code=task.exit_code or 0,
         image=task.image,
@@ -29,10 +30,6 @@ def task_message(task: TaskRecord, host_name: str, resources: str = "") -> pb.Ta
         finished_at_ms=ms(task.finished_at),
         resources=resources,
     )
-
-
-def host_facts(host: HostRecord) -> pb.HostFacts:
-    return json_format.Parse(host.facts_json, pb.HostFacts(), ignore_unknown_fields=True)
 
 
 def facts_json(facts: pb.HostFacts) -> str:

@@ -15,33 +15,37 @@ from typing import TYPE_CHECKING
 
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 
-from controller.backends.model import BackendError, CloudVolume
+from controller.backends.model import BackendError
 from controller.configs.fleet import FleetConfiguration
 from controller.configs.task import TaskConfiguration
 from controller.images.platforms import PlatformLookup
 from controller.inventory.inventory import Inventory
+from controller.inventory.views import host_facts
 from controller.lifecycle.task_events import Report, on_report
 from controller.placement import HostIndex, HostView, Requirements
 from controller.placement.model import Decision
 from controller.scheduler.scheduler import Scheduler
 from controller.server import assignments
-from controller.server.convert import host_facts, task_message
+from controller.server.convert import task_message
 from controller.server.events import TaskEvents
 from controller.server.sessions import Sessions
 from controller.settings import ControllerSettings
 from controller.store import Store
-from controller.store.records import ACTIVE_ON_HOST, FAILED, HostRecord, TaskRecord
+from controller.store.records import ACTIVE_ON_HOST, FAILED, AttachmentRecord, HostRecord, TaskRecord
 from controller.tasks import taskspec
 from controller.tasks.requirements import AppliedVolume
 from controller.tls import ServerTLS, load_ca
 
 if TYPE_CHECKING:
-    from controller.backends.burst import Burster
+    from controller.burst.reconciler import Burster
 
 log = logging.getLogger("dstack.controller")
 
 
 class Controller:
+    """Also the burst reconciler's ControllerPort (controller/burst/port.py): fleets, host_facts,
+    task_requirements, host_fits, remove_host, publish_status, wake, ca_fingerprint."""
+
     def __init__(
         self,
         settings: ControllerSettings,
@@ -144,6 +148,7 @@ class Controller:
                 self.publish_status(task)
         # Deleting the record revokes its certificate: the next handshake names a host that is gone.
         self.store.delete_host(host.id)
+        self.store.delete_attachments(host_id=host.id)  # its instance, and so its disks' places, are gone
         self.forget_host(host.id)
         session = self.sessions.get(host.id)
         if session is not None:
@@ -170,6 +175,9 @@ class Controller:
 
     async def task_requirements(self, task: TaskRecord) -> Requirements:
         return await self.scheduler.task_requirements(task)
+
+    def host_fits(self, req: Requirements) -> bool:
+        return self.index.place(req).chosen is not None
 
     async def place_new(self, task: TaskRecord) -> TaskRecord:
         return await self.scheduler.place_new(task)
@@ -208,12 +216,13 @@ class Controller:
             self.sessions.send(host_id, self.assignment(current))
 
     # ------------------------------------------------------- messages to agents
-    def _attachment(self, volume_name: str, host_id: str) -> CloudVolume | None:
-        return self.burst.attachments.get((volume_name, host_id)) if self.burst else None
-
     def mounts_for(self, config: TaskConfiguration, host_id: str) -> list[pb.Mount]:
         view = self.index.get(host_id)
         return assignments.mounts_for(config, host_id, view, self.volumes, self._attachment)
+
+    def _attachment(self, volume_name: str, host_id: str) -> AttachmentRecord | None:
+        # From the store, not the burst reconciler's memory: a restarted controller still knows the LUN.
+        return self.store.get_attachment(volume_name, host_id)
 
     def assignment(self, task: TaskRecord) -> pb.ControllerMessage:
         config = taskspec.parse(task.configuration_json)

@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from controller.store.records import (
+    AttachmentRecord,
     ConfigRecord,
     HostRecord,
     InstanceRecord,
@@ -115,6 +116,18 @@ class Store(ABC):
 
     @abstractmethod
     def list_instances(self, include_gone: bool = False) -> list[InstanceRecord]: ...
+
+    # where cloud volumes are attached
+    @abstractmethod
+    def put_attachment(self, record: AttachmentRecord) -> None:
+        """Insert, or replace the record of the same (volume, host)."""
+
+    @abstractmethod
+    def get_attachment(self, volume: str, host_id: str) -> AttachmentRecord | None: ...
+
+    @abstractmethod
+    def delete_attachments(self, volume: str | None = None, host_id: str | None = None) -> int:
+        """Drops the records of a volume, of a host, or of the pair when both are given; how many."""
 
     @abstractmethod
     def close(self) -> None: ...

@@ -29,7 +29,8 @@ class TokenRecord:
     uses_left: int | None = None  # None: unlimited
     fleet: str = ""
     revoked: bool = False
-    description: str = ""
+    description: str = ""  # free text for `token list`; nothing parses it
+    launch_id: str = ""  # a join token made for one cloud launch: that launch's id (InstanceRecord.id)
 
 
 @dataclass
@@ -71,6 +72,9 @@ class TaskRecord:
     abort_requested: bool = False
     refused_hosts: list[str] = field(default_factory=list)
     refusal: str = ""  # the last host's refusal, kept as the reason while no other host fits
+    # What cloud bursting says about a pending task (launched X, no offer fits, a quota error),
+    # beside `reason`, which says why no registered host fits. Cleared when the task is placed.
+    provisioning_reason: str = ""
 
     @property
     def terminal(self) -> bool:
@@ -105,7 +109,7 @@ class InstanceRecord:
     """A cloud instance the controller launched (or is launching): its own bookkeeping. The
     cloud's tags say the same things, so a lost record is rebuilt from them."""
 
-    id: str  # the launch id, also the instance's dstack-hybrid-launch tag and the join token's description
+    id: str  # the launch id, also the instance's dstack-hybrid-launch tag and its join token's launch_id
     backend: str
     region: str
     zone: str
@@ -127,6 +131,19 @@ class InstanceRecord:
     @property
     def gone(self) -> bool:
         return self.status in INSTANCE_GONE
+
+
+@dataclass
+class AttachmentRecord:
+    """Where the cloud attached a volume to a host's instance: what the agent finds the block
+    device by. Kept in the store so an assignment built after a restart still names the device."""
+
+    volume: str  # the volume's name (its config)
+    host_id: str
+    volume_id: str  # the cloud's id of the volume when it was attached
+    device_serial: str = ""  # AWS: the NVMe serial (the volume id without its dash)
+    lun: int | None = None  # Azure: the data disk's LUN
+    attached_at: float = 0.0
 
 
 @dataclass(frozen=True)

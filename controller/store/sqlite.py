@@ -14,11 +14,12 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from controller.store.base import Store
 from controller.store.errors import StorageError, storage_error
 from controller.store.records import (
+    AttachmentRecord,
     ConfigRecord,
     HostRecord,
     InstanceRecord,
@@ -34,7 +35,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens (
     id TEXT PRIMARY KEY, kind TEXT NOT NULL, secret_hash TEXT NOT NULL, created_at REAL NOT NULL,
     expires_at REAL, uses_left INTEGER, fleet TEXT NOT NULL DEFAULT '', revoked INTEGER NOT NULL DEFAULT 0,
-    description TEXT NOT NULL DEFAULT ''
+    description TEXT NOT NULL DEFAULT '', launch_id TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS hosts (
     id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, credential_hash TEXT NOT NULL, facts_json TEXT NOT NULL,
@@ -48,7 +49,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     host_id TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '', exit_code INTEGER,
     started_at REAL, finished_at REAL, stop_requested INTEGER NOT NULL DEFAULT 0,
     abort_requested INTEGER NOT NULL DEFAULT 0, refused_hosts TEXT NOT NULL DEFAULT '[]',
-    refusal TEXT NOT NULL DEFAULT ''
+    refusal TEXT NOT NULL DEFAULT '', provisioning_reason TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS tasks_name ON tasks (name, submitted_at);
 CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status);
@@ -69,28 +70,62 @@ CREATE TABLE IF NOT EXISTS instances (
     token_id TEXT NOT NULL, status TEXT NOT NULL, host_id TEXT NOT NULL, registered_at REAL,
     idle_since REAL, reason TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS volume_attachments (
+    volume TEXT NOT NULL, host_id TEXT NOT NULL, volume_id TEXT NOT NULL, device_serial TEXT NOT NULL DEFAULT '',
+    lun INTEGER, attached_at REAL NOT NULL, PRIMARY KEY (volume, host_id)
+);
+CREATE INDEX IF NOT EXISTS volume_attachments_host ON volume_attachments (host_id);
 """
+
+
+class AddedColumn(NamedTuple):
+    table: str
+    column: str
+    decl: str
+    # Statements that fill the new column from what older controllers wrote, run once: right
+    # after the column is added, never on a database that already had it.
+    backfill: tuple[str, ...] = ()
+
+
+# What older controllers wrote in text the new columns now hold: the pending reason with bursting's
+# part spliced on ("<placement>; cloud: <provisioning>", or "cloud: <provisioning>" alone), and a
+# launch's join token named by its description ("launch <id>"). Parsed here once, at the upgrade.
+_OLD_CLOUD_MARKER = "; cloud: "
+_SPLIT_TASK_REASONS = (
+    f"UPDATE tasks SET provisioning_reason = substr(reason, instr(reason, '{_OLD_CLOUD_MARKER}') + "
+    f"{len(_OLD_CLOUD_MARKER)}), reason = substr(reason, 1, instr(reason, '{_OLD_CLOUD_MARKER}') - 1) "
+    f"WHERE instr(reason, '{_OLD_CLOUD_MARKER}') > 0",
+    "UPDATE tasks SET provisioning_reason = substr(reason, 8), reason = '' "
+    "WHERE provisioning_reason = '' AND substr(reason, 1, 7) = 'cloud: '",
+)
+_LAUNCH_OF_TOKENS = (
+    "UPDATE tokens SET launch_id = substr(description, 8) "
+    "WHERE kind = 'join' AND substr(description, 1, 7) = 'launch ' AND length(description) > 7",
+)
 
 # Columns added after a table was first released: a database made by an older controller
 # gets them on open, so an upgrade keeps its hosts, tasks and logs.
-ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("tasks", "refusal", "TEXT NOT NULL DEFAULT ''"),
-    ("hosts", "cert_serial", "TEXT NOT NULL DEFAULT ''"),
-    ("hosts", "prev_cert_serial", "TEXT NOT NULL DEFAULT ''"),
+ADDED_COLUMNS: tuple[AddedColumn, ...] = (
+    AddedColumn("tasks", "refusal", "TEXT NOT NULL DEFAULT ''"),
+    AddedColumn("hosts", "cert_serial", "TEXT NOT NULL DEFAULT ''"),
+    AddedColumn("hosts", "prev_cert_serial", "TEXT NOT NULL DEFAULT ''"),
+    AddedColumn("tasks", "provisioning_reason", "TEXT NOT NULL DEFAULT ''", _SPLIT_TASK_REASONS),
+    AddedColumn("tokens", "launch_id", "TEXT NOT NULL DEFAULT ''", _LAUNCH_OF_TOKENS),
 )
 
 _CONFIG_COLUMNS = "kind, name, configuration_json, created_at, updated_at, status, error"
 
 _TASK_COLUMNS = (
     "id, name, configuration_json, image, submitted_at, status, arch, host_id, reason, exit_code, "
-    "started_at, finished_at, stop_requested, abort_requested, refused_hosts, refusal"
+    "started_at, finished_at, stop_requested, abort_requested, refused_hosts, refusal, provisioning_reason"
 )
 _HOST_COLUMNS = (
     "id, name, credential_hash, facts_json, arch, registered_at, last_seen, region, zone, fleet, "
     "cert_serial, prev_cert_serial"
 )
 _INSTANCE_COLUMNS = ", ".join(f.name for f in dataclasses.fields(InstanceRecord))
-_TOKEN_COLUMNS = "id, kind, secret_hash, created_at, expires_at, uses_left, fleet, revoked, description"
+_TOKEN_COLUMNS = "id, kind, secret_hash, created_at, expires_at, uses_left, fleet, revoked, description, launch_id"
+_ATTACHMENT_COLUMNS = ", ".join(f.name for f in dataclasses.fields(AttachmentRecord))
 
 log = logging.getLogger("dstack.controller.store")
 
@@ -131,10 +166,22 @@ class SQLiteStore(Store):
             )
 
     def _add_missing_columns(self) -> None:
-        for table, column, decl in ADDED_COLUMNS:
-            present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-            if column not in present:
-                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+        for added in ADDED_COLUMNS:
+            present = {row[1] for row in self._db.execute(f"PRAGMA table_info({added.table})")}
+            if added.column in present:
+                continue
+            # One transaction: a crash between adding the column and filling it would leave the
+            # column present and the backfill never run.
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(f"ALTER TABLE {added.table} ADD COLUMN {added.column} {added.decl}")
+                for statement in added.backfill:
+                    self._db.execute(statement)
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -180,7 +227,7 @@ class SQLiteStore(Store):
     # ------------------------------------------------------------------ tokens
     def add_token(self, token: TokenRecord) -> None:
         with self._tx() as db:
-            db.execute(f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)", _token_row(token))
+            db.execute(f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", _token_row(token))
 
     def get_token(self, token_id: str) -> TokenRecord | None:
         rows = self._query(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE id = ?", (token_id,))
@@ -249,7 +296,7 @@ class SQLiteStore(Store):
     # ------------------------------------------------------------------- tasks
     def add_task(self, task: TaskRecord) -> None:
         with self._tx() as db:
-            db.execute(f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES ({','.join('?' * 16)})", _task_row(task))
+            db.execute(f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES ({','.join('?' * 17)})", _task_row(task))
 
     def get_task(self, task_id: str) -> TaskRecord | None:
         rows = self._query(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
@@ -275,7 +322,7 @@ class SQLiteStore(Store):
             db.execute(
                 "UPDATE tasks SET name=?, configuration_json=?, image=?, submitted_at=?, status=?, arch=?, "
                 "host_id=?, reason=?, exit_code=?, started_at=?, finished_at=?, stop_requested=?, "
-                "abort_requested=?, refused_hosts=?, refusal=? WHERE id=?",
+                "abort_requested=?, refused_hosts=?, refusal=?, provisioning_reason=? WHERE id=?",
                 (*row[1:], row[0]),
             )
 
@@ -345,6 +392,30 @@ class SQLiteStore(Store):
         found = [_instance(r) for r in rows]
         return found if include_gone else [r for r in found if not r.gone]
 
+    # ------------------------------------------------------------- attachments
+    def put_attachment(self, record: AttachmentRecord) -> None:
+        values = dataclasses.astuple(record)
+        with self._tx() as db:
+            db.execute(
+                f"INSERT OR REPLACE INTO volume_attachments ({_ATTACHMENT_COLUMNS}) "
+                f"VALUES ({','.join('?' * len(values))})",
+                values,
+            )
+
+    def get_attachment(self, volume: str, host_id: str) -> AttachmentRecord | None:
+        rows = self._query(
+            f"SELECT {_ATTACHMENT_COLUMNS} FROM volume_attachments WHERE volume = ? AND host_id = ?", (volume, host_id)
+        )
+        return AttachmentRecord(*rows[0]) if rows else None
+
+    def delete_attachments(self, volume: str | None = None, host_id: str | None = None) -> int:
+        if volume is None and host_id is None:
+            raise ValueError("delete_attachments needs a volume, a host or both")
+        where = " AND ".join(f"{col} = ?" for col, v in (("volume", volume), ("host_id", host_id)) if v is not None)
+        args = [v for v in (volume, host_id) if v is not None]
+        with self._tx() as db:
+            return db.execute(f"DELETE FROM volume_attachments WHERE {where}", args).rowcount
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -361,12 +432,15 @@ def _token_row(t: TokenRecord) -> tuple[Any, ...]:
         t.fleet,
         int(t.revoked),
         t.description,
+        t.launch_id,
     )
 
 
 def _token(row: tuple[Any, ...]) -> TokenRecord:
-    tid, kind, secret_hash, created_at, expires_at, uses_left, fleet, revoked, description = row
-    return TokenRecord(tid, kind, secret_hash, created_at, expires_at, uses_left, fleet, bool(revoked), description)
+    tid, kind, secret_hash, created_at, expires_at, uses_left, fleet, revoked, description, launch_id = row
+    return TokenRecord(
+        tid, kind, secret_hash, created_at, expires_at, uses_left, fleet, bool(revoked), description, launch_id
+    )
 
 
 def _host_row(h: HostRecord) -> tuple[Any, ...]:
@@ -404,6 +478,7 @@ def _task_row(t: TaskRecord) -> tuple[Any, ...]:
         int(t.abort_requested),
         json.dumps(t.refused_hosts),
         t.refusal,
+        t.provisioning_reason,
     )
 
 

@@ -211,3 +211,53 @@ def start_vm_agent(controller: ControllerProcess, tmp_path: Path, vm: dict[str, 
     sim = Process(args, tmp_path / "vm-agent.log", dict(os.environ, DSTACK_AGENT_RECONNECT_MAX_S="1"))
     sim.start()
     return sim
+
+
+def test_a_restarted_controller_sends_the_disks_lun_to_a_reconnecting_agent(tmp_path: Path, azure: AzureFake) -> None:
+    """The LUN Azure gave the data disk is kept in the store: an assignment built by a controller
+    restarted after the attach (the agent's reconnect re-assigns its task) names it, not -1."""
+    azure.reset()
+    controller = start_controller(tmp_path, azure_backend(azure))
+    sim: Process | None = None
+    try:
+        fleet = "type: fleet\nname: az\nnodes: 0..1\nbackends: [azure]\nidle_duration: 1h\n"
+        (tmp_path / "fleet.yaml").write_text(fleet)
+        assert controller.ctl("apply", "-f", str(tmp_path / "fleet.yaml")).returncode == 0
+        volume = "type: volume\nname: disk-we\nbackend: azure\nregion: westeurope\nsize: 10GB\n"
+        (tmp_path / "vol.yaml").write_text(volume)
+        applied = controller.ctl("apply", "-f", str(tmp_path / "vol.yaml"))
+        assert applied.returncode == 0, applied.stderr
+        task = write_task(
+            tmp_path / "arm.yaml",
+            'type: task\nname: az-disk\nimage: busybox\ncommands: ["sleep 600"]\nenv:\n  DSTACK_SIM_SECONDS: "600"\n'
+            "resources:\n  cpu: arm:2..\nvolumes:\n  - name: disk-we\n    path: /data\n",
+        )
+        assert controller.ctl("submit", "-d", "-f", str(task)).returncode == 0
+        vm = wait_for("a VM created", lambda: next(iter(azure.vms.values()), None), timeout=60)
+        put = next(c for c in azure.calls("PUT", "/virtualMachines/") if c[3] and "osProfile" in str(c[3]))
+        user_data = base64.b64decode(put[3]["properties"]["osProfile"]["customData"]).decode()
+        token_line = next(ln for ln in user_data.splitlines() if ln.strip().startswith("join_token:"))
+        sim = start_vm_agent(controller, tmp_path, vm, json.loads(token_line.split(":", 1)[1].strip()))
+        controller.wait_status("az-disk", "running", timeout=60)
+        vm = next(iter(azure.vms.values()))
+        (disk,) = vm["properties"]["storageProfile"]["dataDisks"]
+        lun = disk["lun"]
+        assigned = "volume disk-we ("
+        assert wait_for("the first assignment", lambda: [ln for ln in sim.log().splitlines() if assigned in ln])[0]
+        assert f"LUN {lun}" in sim.log()
+
+        # The same process arguments, so the same ports: the agent reconnects where it registered.
+        controller.stop()
+        controller.start()
+        seen = len([ln for ln in sim.log().splitlines() if assigned in ln])
+        again = wait_for(
+            "the re-assignment after the reconnect",
+            lambda: [ln for ln in sim.log().splitlines() if assigned in ln][seen:] or None,
+            timeout=60,
+        )
+        assert again[0].endswith(f"LUN {lun}"), again[0]
+        assert controller.task("az-disk")["status"] == "running"
+    finally:
+        if sim is not None:
+            sim.stop()
+        controller.stop()

@@ -309,6 +309,7 @@ def test_update_task_roundtrips_every_field(store: Store) -> None:
         abort_requested=True,
         refused_hosts=["h1", "h2"],
         refusal="image busybox is linux/amd64 only; host is arm64",
+        provisioning_reason="launched m7g.large i-0abc in aws eu-west-1, waiting for its agent",
     )
     store.update_task(changed)
     got = store.get_task("k1")
@@ -441,3 +442,97 @@ def test_configs_insert_update_in_place_list_delete_and_survive_reopen(tmp_path:
     assert store.get_config("fleet", "gpu") == fleet
     assert store.delete_config("fleet", "gpu") and not store.delete_config("fleet", "gpu")
     assert store.get_config("fleet", "gpu") is None and store.get_config("volume", "gpu") is not None
+
+
+# Tables as a controller before provisioning_reason and launch_id made them (main at 1d5da33), with
+# rows as it wrote them: bursting's part spliced onto the reason, a launch named in the description.
+OLD_TASKS_AND_TOKENS = """
+CREATE TABLE tokens (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, secret_hash TEXT NOT NULL, created_at REAL NOT NULL,
+    expires_at REAL, uses_left INTEGER, fleet TEXT NOT NULL DEFAULT '', revoked INTEGER NOT NULL DEFAULT 0,
+    description TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE tasks (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, configuration_json TEXT NOT NULL, image TEXT NOT NULL,
+    submitted_at REAL NOT NULL, status TEXT NOT NULL, arch TEXT NOT NULL DEFAULT '',
+    host_id TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '', exit_code INTEGER,
+    started_at REAL, finished_at REAL, stop_requested INTEGER NOT NULL DEFAULT 0,
+    abort_requested INTEGER NOT NULL DEFAULT 0, refused_hosts TEXT NOT NULL DEFAULT '[]',
+    refusal TEXT NOT NULL DEFAULT ''
+);
+INSERT INTO tokens (id, kind, secret_hash, created_at, uses_left, fleet, description)
+    VALUES ('j1', 'join', 'h', 1.0, 1, 'cloud', 'launch 0a1b2c3d4e5f'),
+           ('j2', 'join', 'h', 1.0, 1, '', 'rack 4'),
+           ('a1', 'api', 'h', 1.0, NULL, '', 'admin');
+INSERT INTO tasks (id, name, configuration_json, image, submitted_at, status, reason) VALUES
+    ('k1', 'both', '{}', 'busybox', 1.0, 'pending',
+     'no host fits (arch: needs arm64); cloud: launched m7g.large i-0abc in aws eu-west-1, waiting for its agent'),
+    ('k2', 'cloud-only', '{}', 'busybox', 2.0, 'pending', 'cloud: no offer fits (3 of 3: arch)'),
+    ('k3', 'placement-only', '{}', 'busybox', 3.0, 'pending', 'no host fits (memory)'),
+    ('k4', 'done', '{}', 'busybox', 4.0, 'failed', 'exited with code 3');
+"""
+
+
+def test_an_older_database_gets_reasons_split_and_launch_tokens_named_by_field(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript(OLD_TASKS_AND_TOKENS)
+    store = open_store(f"sqlite:///{path}")
+    try:
+        split = {t.name: (t.reason, t.provisioning_reason) for t in store.list_tasks(include_finished=True)}
+        assert split == {
+            "both": ("no host fits (arch: needs arm64)",
+                     "launched m7g.large i-0abc in aws eu-west-1, waiting for its agent"),
+            "cloud-only": ("", "no offer fits (3 of 3: arch)"),
+            "placement-only": ("no host fits (memory)", ""),
+            "done": ("exited with code 3", ""),
+        }  # fmt: skip
+        launches = {t.id: (t.launch_id, t.description) for t in store.list_tokens()}
+        assert launches == {"j1": ("0a1b2c3d4e5f", "launch 0a1b2c3d4e5f"), "j2": ("", "rack 4"), "a1": ("", "admin")}
+    finally:
+        store.close()
+    # The migration ran once: a reason written later with the old words in it is left alone.
+    store = open_store(f"sqlite:///{path}")
+    try:
+        k3 = store.get_task("k3")
+        assert k3 is not None
+        k3.reason = "no host fits; cloud: is a word here"
+        store.update_task(k3)
+        store.close()
+        store = open_store(f"sqlite:///{path}")
+        assert store.get_task("k3").reason == "no host fits; cloud: is a word here"  # type: ignore[union-attr]
+    finally:
+        store.close()
+
+
+def test_token_launch_id_roundtrips(store: Store) -> None:
+    store.add_token(token("j9", launch_id="feedc0ffee12", description="launch feedc0ffee12"))
+    got = store.get_token("j9")
+    assert got is not None and got.launch_id == "feedc0ffee12"
+
+
+def test_attachments_are_kept_replaced_and_dropped_by_volume_or_host(db_path: Path) -> None:
+    from controller.store.records import AttachmentRecord
+
+    url = "sqlite:///" + str(db_path)
+    store = open_store(url)
+    store.put_attachment(AttachmentRecord("disk-we", "h1", "/subscriptions/s/disks/disk-we", "", 0, 5.0))
+    store.put_attachment(AttachmentRecord("disk-we", "h1", "/subscriptions/s/disks/disk-we", "", 2, 6.0))
+    store.put_attachment(AttachmentRecord("vol-eu", "h1", "vol-0abc", "vol0abc", None, 7.0))
+    store.put_attachment(AttachmentRecord("vol-eu", "h2", "vol-0abc", "vol0abc", None, 8.0))
+    store.close()
+    store = open_store(url)
+    try:
+        assert store.get_attachment("disk-we", "h1") == AttachmentRecord(
+            "disk-we", "h1", "/subscriptions/s/disks/disk-we", "", 2, 6.0
+        )
+        assert store.get_attachment("vol-eu", "h2").lun is None  # type: ignore[union-attr]
+        assert store.get_attachment("disk-we", "h2") is None
+        assert store.delete_attachments(host_id="h1") == 2
+        assert store.get_attachment("vol-eu", "h2") is not None
+        assert store.delete_attachments(volume="vol-eu") == 1
+        assert store.get_attachment("vol-eu", "h2") is None
+        with pytest.raises(ValueError):
+            store.delete_attachments()
+    finally:
+        store.close()

@@ -614,7 +614,7 @@ class SubmitRequest(_message.Message):
     def __init__(self, configuration_json: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("id", "name", "status", "host", "reason", "has_exit_code", "exit_code", "image", "arch", "configuration_json", "submitted_at_ms", "started_at_ms", "finished_at_ms", "resources")
+    __slots__ = ("id", "name", "status", "host", "reason", "has_exit_code", "exit_code", "image", "arch", "configuration_json", "submitted_at_ms", "started_at_ms", "finished_at_ms", "resources", "provisioning_reason")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -629,6 +629,7 @@ class Task(_message.Message):
     STARTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     FINISHED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    PROVISIONING_REASON_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     status: str
@@ -643,7 +644,8 @@ class Task(_message.Message):
     started_at_ms: int
     finished_at_ms: int
     resources: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[str] = ..., host: _Optional[str] = ..., reason: _Optional[str] = ..., has_exit_code: _Optional[bool] = ..., exit_code: _Optional[int] = ..., image: _Optional[str] = ..., arch: _Optional[str] = ..., configuration_json: _Optional[str] = ..., submitted_at_ms: _Optional[int] = ..., started_at_ms: _Optional[int] = ..., finished_at_ms: _Optional[int] = ..., resources: _Optional[str] = ...) -> None: ...
+    provisioning_reason: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[str] = ..., host: _Optional[str] = ..., reason: _Optional[str] = ..., has_exit_code: _Optional[bool] = ..., exit_code: _Optional[int] = ..., image: _Optional[str] = ..., arch: _Optional[str] = ..., configuration_json: _Optional[str] = ..., submitted_at_ms: _Optional[int] = ..., started_at_ms: _Optional[int] = ..., finished_at_ms: _Optional[int] = ..., resources: _Optional[str] = ..., provisioning_reason: _Optional[str] = ...) -> None: ...
 
 class ListTasksRequest(_message.Message):
     __slots__ = ("all",)

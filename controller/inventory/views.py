@@ -1,14 +1,20 @@
-"""Host records and applied fleets -> the HostViews placement reasons about."""
+"""Host records and applied fleets -> the facts they hold and the HostViews placement reasons about."""
 
 from __future__ import annotations
 
 from dstack_hybrid.v1 import hybrid_pb2 as pb
+from google.protobuf import json_format
 
 from controller.placement import HostView
 from controller.placement.model import GpuInfo
 from controller.store.records import HostRecord
 
 LOCAL_NVME_KINDS = frozenset({"instance-store", "azure-local", "other"})
+
+
+def host_facts(host: HostRecord) -> pb.HostFacts:
+    """The facts the host registered with (stored as JSON; fields a newer agent sent are skipped)."""
+    return json_format.Parse(host.facts_json, pb.HostFacts(), ignore_unknown_fields=True)
 
 
 def host_view(
