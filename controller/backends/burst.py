@@ -45,14 +45,8 @@ from controller.configs.fleet import FleetConfiguration
 from controller.configs.task import TaskConfiguration
 from controller.configs.volume import VolumeConfiguration
 from controller.placement.model import Requirements
+from controller.statuses import InstanceStatus, TaskStatus
 from controller.store.records import (
-    ACTIVE_ON_HOST,
-    INSTANCE_RUNNING,
-    LAUNCH_FAILED,
-    LAUNCHING,
-    PENDING,
-    TERMINATED,
-    TERMINATING,
     InstanceRecord,
     TaskRecord,
     TokenRecord,
@@ -164,7 +158,7 @@ class Burster:
                     self.c.store.put_instance(record)
             now = self.clock()
             for record in records.values():
-                if record.backend != kind or record.id in by_launch or record.status == TERMINATING:
+                if record.backend != kind or record.id in by_launch or record.status == InstanceStatus.TERMINATING:
                     continue
                 if not record.cloud_id and now - record.created_at < LAUNCH_VISIBILITY_GRACE_S:
                     continue  # the launch call may still be in flight
@@ -188,7 +182,7 @@ class Burster:
         )
         host = self._host_of_instance(instance.instance_id)
         if host:
-            record.status, record.host_id, record.registered_at = INSTANCE_RUNNING, host, self.clock()
+            record.status, record.host_id, record.registered_at = InstanceStatus.RUNNING, host, self.clock()
         self.c.store.put_instance(record)
         log.info("found %s instance %s (%s) of launch %s without a record: adopted", instance.backend,
                  instance.instance_id, instance.instance_type, launch_id)  # fmt: skip
@@ -207,7 +201,8 @@ class Burster:
             self.c.remove_host(record.host_id, f"its instance {record.cloud_id} is gone")
         if record.token_id:
             self.c.store.revoke_token(record.token_id)
-        record.status = TERMINATED if record.status in (INSTANCE_RUNNING, TERMINATING) else LAUNCH_FAILED
+        was_up = record.status in (InstanceStatus.RUNNING, InstanceStatus.TERMINATING)
+        record.status = InstanceStatus.TERMINATED if was_up else InstanceStatus.FAILED
         record.reason = record.reason or reason
         self.c.store.put_instance(record)
         log.info("instance %s (%s, launch %s): %s", record.cloud_id or "-", record.instance_type, record.id, reason)
@@ -234,7 +229,7 @@ class Burster:
         return record
 
     def registered(self, record: InstanceRecord, host_id: str) -> None:
-        record.status, record.host_id, record.registered_at = INSTANCE_RUNNING, host_id, self.clock()
+        record.status, record.host_id, record.registered_at = InstanceStatus.RUNNING, host_id, self.clock()
         self.c.store.put_instance(record)
         log.info("instance %s (launch %s) registered as host %s", record.cloud_id, record.id, host_id)
 
@@ -244,7 +239,7 @@ class Burster:
         now = self.clock()
         timeout = self.config.burst.register_timeout
         for record in self.c.store.list_instances():
-            if record.status != LAUNCHING or now - record.created_at < timeout:
+            if record.status != InstanceStatus.LAUNCHING or now - record.created_at < timeout:
                 continue
             self.block(offering_key(record), now)
             record.reason = f"no agent registered within {timeout // 60}m{timeout % 60:02d}s"
@@ -259,12 +254,12 @@ class Burster:
         if not self.enabled:
             return
         records = self.c.store.list_instances(include_gone=True)
-        waiting = {r.task_id for r in records if r.status == LAUNCHING}
+        waiting = {r.task_id for r in records if r.status == InstanceStatus.LAUNCHING}
         launched: dict[str, int] = {}
         for r in records:
             launched[r.task_id] = launched.get(r.task_id, 0) + 1
         for task in self.c.store.list_tasks(include_finished=False):
-            if task.status != PENDING or task.stop_requested or task.id in waiting:
+            if task.status != TaskStatus.PENDING or task.stop_requested or task.id in waiting:
                 continue
             if launched.get(task.id, 0) >= MAX_LAUNCHES_PER_TASK:
                 continue
@@ -457,7 +452,7 @@ class Burster:
         return True
 
     def _launch_failed(self, record: InstanceRecord, reason: str) -> None:
-        record.status, record.reason = LAUNCH_FAILED, reason
+        record.status, record.reason = InstanceStatus.FAILED, reason
         self.c.store.put_instance(record)
         if record.token_id:
             self.c.store.revoke_token(record.token_id)
@@ -467,10 +462,10 @@ class Burster:
     # ------------------------------------------------------------ idle
     async def terminate_idle(self) -> None:
         now = self.clock()
-        busy = {t.host_id for t in self.c.store.list_tasks(include_finished=False) if t.status in ACTIVE_ON_HOST}
+        busy = {t.host_id for t in self.c.store.list_tasks(include_finished=False) if t.status.active_on_host}
         records = self.c.store.list_instances()
         for record in records:
-            if record.status != INSTANCE_RUNNING or not record.host_id:
+            if record.status != InstanceStatus.RUNNING or not record.host_id:
                 continue
             if record.host_id in busy:
                 if record.idle_since is not None:
@@ -486,7 +481,7 @@ class Burster:
             if idle_limit is None or now - record.idle_since < idle_limit:
                 continue
             keep = fleet.nodes.min if fleet is not None and fleet.nodes is not None and fleet.nodes.min else 0
-            running = [r for r in records if r.fleet == record.fleet and r.status == INSTANCE_RUNNING]
+            running = [r for r in records if r.fleet == record.fleet and r.status == InstanceStatus.RUNNING]
             if len(running) <= keep:
                 continue
             record.reason = f"idle for {int(now - record.idle_since)}s"
@@ -494,14 +489,14 @@ class Burster:
             records = self.c.store.list_instances()
 
     async def terminate(self, record: InstanceRecord) -> None:
-        record.status = TERMINATING
+        record.status = InstanceStatus.TERMINATING
         self.c.store.put_instance(record)
         try:
             backend = self.backends.get(record.backend)
             await asyncio.to_thread(backend.terminate, instance_of(record, self.tag))
         except BackendError as exc:
             log.warning("terminating %s failed (retried at the next inventory): %s", record.cloud_id, exc)
-            record.status = INSTANCE_RUNNING if record.host_id else LAUNCHING
+            record.status = InstanceStatus.RUNNING if record.host_id else InstanceStatus.LAUNCHING
             self.c.store.put_instance(record)
             return
         log.info("terminated %s instance %s (%s): %s", record.backend, record.cloud_id, record.instance_type,

@@ -17,7 +17,7 @@ from controller.server.convert import host_facts
 from controller.server.sessions import Sessions
 from controller.server.views import host_view
 from controller.store import Store
-from controller.store.records import ACTIVE_ON_HOST, ConfigRecord, HostRecord, TaskRecord
+from controller.store.records import ConfigRecord, HostRecord, TaskRecord
 from controller.tasks.requirements import AppliedVolume
 
 LIVENESS_CHECK_S = 1.0
@@ -44,7 +44,7 @@ class Inventory:
         for host in self.store.list_hosts():
             self.refresh_host(host)
         for task in self.store.list_tasks(include_finished=False):
-            if task.host_id and task.status in ACTIVE_ON_HOST:
+            if task.host_id and task.status.active_on_host:
                 share = share_of(task)
                 if share is not None:
                     self.reserve(task.id, task.host_id, share)
