@@ -9,7 +9,8 @@ import logging
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 
 from controller.burst.context import BurstContext
-from controller.store.records import INSTANCE_RUNNING, InstanceRecord, TokenRecord
+from controller.statuses import InstanceStatus
+from controller.store.records import InstanceRecord, TokenRecord
 
 log = logging.getLogger("dstack.controller.burst")
 
@@ -46,6 +47,6 @@ class Claims:
         return record
 
     def registered(self, record: InstanceRecord, host_id: str) -> None:
-        record.status, record.host_id, record.registered_at = INSTANCE_RUNNING, host_id, self.ctx.clock()
+        record.status, record.host_id, record.registered_at = InstanceStatus.RUNNING, host_id, self.ctx.clock()
         self.ctx.store.put_instance(record)
         log.info("instance %s (launch %s) registered as host %s", record.cloud_id, record.id, host_id)

@@ -10,13 +10,8 @@ import uuid
 
 from controller.backends.model import TAG_CONTROLLER, TAG_FLEET, TAG_LAUNCH, TAG_TASK, BackendError, CloudInstance
 from controller.burst.context import BurstContext
+from controller.statuses import InstanceStatus
 from controller.store.records import (
-    ACTIVE_ON_HOST,
-    INSTANCE_RUNNING,
-    LAUNCH_FAILED,
-    LAUNCHING,
-    TERMINATED,
-    TERMINATING,
     InstanceRecord,
 )
 
@@ -53,7 +48,7 @@ class Instances:
                     ctx.store.put_instance(record)
             now = ctx.clock()
             for record in records.values():
-                if record.backend != kind or record.id in by_launch or record.status == TERMINATING:
+                if record.backend != kind or record.id in by_launch or record.status == InstanceStatus.TERMINATING:
                     continue
                 if not record.cloud_id and now - record.created_at < LAUNCH_VISIBILITY_GRACE_S:
                     continue  # the launch call may still be in flight
@@ -77,7 +72,7 @@ class Instances:
         )
         host = self._host_of_instance(instance.instance_id)
         if host:
-            record.status, record.host_id, record.registered_at = INSTANCE_RUNNING, host, self.ctx.clock()
+            record.status, record.host_id, record.registered_at = InstanceStatus.RUNNING, host, self.ctx.clock()
         self.ctx.store.put_instance(record)
         log.info("found %s instance %s (%s) of launch %s without a record: adopted", instance.backend,
                  instance.instance_id, instance.instance_type, launch_id)  # fmt: skip
@@ -96,7 +91,8 @@ class Instances:
             ctx.port.remove_host(record.host_id, f"its instance {record.cloud_id} is gone")
         if record.token_id:
             ctx.store.revoke_token(record.token_id)
-        record.status = TERMINATED if record.status in (INSTANCE_RUNNING, TERMINATING) else LAUNCH_FAILED
+        was_up = record.status in (InstanceStatus.RUNNING, InstanceStatus.TERMINATING)
+        record.status = InstanceStatus.TERMINATED if was_up else InstanceStatus.FAILED
         record.reason = record.reason or reason
         ctx.store.put_instance(record)
         log.info("instance %s (%s, launch %s): %s", record.cloud_id or "-", record.instance_type, record.id, reason)
@@ -108,7 +104,7 @@ class Instances:
         now = ctx.clock()
         timeout = ctx.config.burst.register_timeout
         for record in ctx.store.list_instances():
-            if record.status != LAUNCHING or now - record.created_at < timeout:
+            if record.status != InstanceStatus.LAUNCHING or now - record.created_at < timeout:
                 continue
             ctx.block(offering_key(record), now)
             record.reason = f"no agent registered within {timeout // 60}m{timeout % 60:02d}s"
@@ -119,10 +115,10 @@ class Instances:
     async def terminate_idle(self) -> None:
         ctx = self.ctx
         now = ctx.clock()
-        busy = {t.host_id for t in ctx.store.list_tasks(include_finished=False) if t.status in ACTIVE_ON_HOST}
+        busy = {t.host_id for t in ctx.store.list_tasks(include_finished=False) if t.status.active_on_host}
         records = ctx.store.list_instances()
         for record in records:
-            if record.status != INSTANCE_RUNNING or not record.host_id:
+            if record.status != InstanceStatus.RUNNING or not record.host_id:
                 continue
             if record.host_id in busy:
                 if record.idle_since is not None:
@@ -138,7 +134,7 @@ class Instances:
             if idle_limit is None or now - record.idle_since < idle_limit:
                 continue
             keep = fleet.nodes.min if fleet is not None and fleet.nodes is not None and fleet.nodes.min else 0
-            running = [r for r in records if r.fleet == record.fleet and r.status == INSTANCE_RUNNING]
+            running = [r for r in records if r.fleet == record.fleet and r.status == InstanceStatus.RUNNING]
             if len(running) <= keep:
                 continue
             record.reason = f"idle for {int(now - record.idle_since)}s"
@@ -147,14 +143,14 @@ class Instances:
 
     async def terminate(self, record: InstanceRecord) -> None:
         ctx = self.ctx
-        record.status = TERMINATING
+        record.status = InstanceStatus.TERMINATING
         ctx.store.put_instance(record)
         try:
             backend = ctx.backends.get(record.backend)
             await asyncio.to_thread(backend.terminate, instance_of(record, ctx.tag))
         except BackendError as exc:
             log.warning("terminating %s failed (retried at the next inventory): %s", record.cloud_id, exc)
-            record.status = INSTANCE_RUNNING if record.host_id else LAUNCHING
+            record.status = InstanceStatus.RUNNING if record.host_id else InstanceStatus.LAUNCHING
             ctx.store.put_instance(record)
             return
         log.info("terminated %s instance %s (%s): %s", record.backend, record.cloud_id, record.instance_type,

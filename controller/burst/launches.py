@@ -24,7 +24,8 @@ from controller.burst.context import BurstContext
 from controller.burst.planning import Plan, Planner, cloud_miss_text
 from controller.cloudinit import render_user_data
 from controller.placement.model import Requirements
-from controller.store.records import LAUNCH_FAILED, LAUNCHING, PENDING, InstanceRecord, TaskRecord
+from controller.statuses import InstanceStatus, TaskStatus
+from controller.store.records import InstanceRecord, TaskRecord
 from controller.tasks.requirements import SubmitError
 from controller.tokens import create_token
 
@@ -46,12 +47,12 @@ class Launcher:
     async def launch_for_pending(self) -> None:
         store = self.ctx.store
         records = store.list_instances(include_gone=True)
-        waiting = {r.task_id for r in records if r.status == LAUNCHING}
+        waiting = {r.task_id for r in records if r.status == InstanceStatus.LAUNCHING}
         launched: dict[str, int] = {}
         for r in records:
             launched[r.task_id] = launched.get(r.task_id, 0) + 1
         for task in store.list_tasks(include_finished=False):
-            if task.status != PENDING or task.stop_requested or task.id in waiting:
+            if task.status != TaskStatus.PENDING or task.stop_requested or task.id in waiting:
                 continue
             if launched.get(task.id, 0) >= MAX_LAUNCHES_PER_TASK:
                 continue
@@ -84,7 +85,7 @@ class Launcher:
         """Sets the task's provisioning reason. Read fresh: the scheduler may have written the
         task (its placement reason, or placed it) while the cloud calls ran."""
         fresh = self.ctx.store.get_task(task.id)
-        if fresh is None or fresh.status != PENDING or fresh.provisioning_reason == reason:
+        if fresh is None or fresh.status != TaskStatus.PENDING or fresh.provisioning_reason == reason:
             return
         fresh.provisioning_reason = reason
         self.ctx.store.update_task(fresh)
@@ -159,7 +160,7 @@ class Launcher:
         return True
 
     def _launch_failed(self, record: InstanceRecord, reason: str) -> None:
-        record.status, record.reason = LAUNCH_FAILED, reason
+        record.status, record.reason = InstanceStatus.FAILED, reason
         self.ctx.store.put_instance(record)
         if record.token_id:
             self.ctx.store.revoke_token(record.token_id)

@@ -16,6 +16,8 @@ from controller.cli.cloud_cmds import cloud_offer_json, cloud_offer_lines, insta
 from controller.cli.errors import UsageError
 from controller.cli.table import render
 from controller.configs.loader import ConfigError, load_apply_file, load_task_file
+from controller.status_wire import host_status, host_status_text
+from controller.statuses import HostStatus
 
 
 def cmd_apply(args: argparse.Namespace, client: Any) -> int:
@@ -56,7 +58,7 @@ def fleet_lines(fleets: Sequence[pb.Fleet], verbose: bool) -> list[str]:
     sizes = []  # how many rows each fleet has, to put its instances after them
     for f in fleets:
         spec = json.loads(f.configuration_json)
-        online = sum(1 for h in f.hosts if h.status == "online")
+        online = sum(1 for h in f.hosts if host_status(h) == HostStatus.ONLINE)
         rows.append(
             [
                 f.name,
@@ -74,7 +76,7 @@ def fleet_lines(fleets: Sequence[pb.Fleet], verbose: bool) -> list[str]:
                     "",
                     f"{fmt.cpus(h.cpu_total)}xCPU {fmt.size(h.memory_total_bytes)}",
                     _place(h, verbose),
-                    h.status,
+                    host_status_text(h),
                 ]
                 + ([""] if verbose else [])
             )
@@ -110,7 +112,7 @@ def fleet_json(f: pb.Fleet) -> dict[str, Any]:
                 "arch": h.arch,
                 "zone": h.zone or None,
                 "region": h.region or None,
-                "status": h.status,
+                "status": host_status_text(h),
                 "backend": h.backend,
             }
             for h in f.hosts
@@ -194,7 +196,7 @@ def offers_json(reply: pb.OffersResponse) -> list[dict[str, Any]]:
                 "zone": o.zone or None,
                 "fleet": o.fleet or None,
                 "backend": o.backend,
-                "status": o.status,
+                "status": host_status_text(o),
                 "cpu_free": o.cpu_free,
                 "memory_free_bytes": o.memory_free_bytes,
                 "gpus_free": o.gpus_free,
@@ -220,7 +222,7 @@ def offers_lines(reply: pb.OffersResponse) -> list[str]:
         lines.append(
             render(
                 ["HOST", "ARCH", "ZONE", "FLEET", "STATUS", "WHY NOT"],
-                [[o.host, o.arch, o.zone or "-", o.fleet or "-", o.status, o.reason] for o in others],
+                [[o.host, o.arch, o.zone or "-", o.fleet or "-", host_status_text(o), o.reason] for o in others],
             )
         )
     cloud = cloud_offer_lines(reply)

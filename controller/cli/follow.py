@@ -23,9 +23,10 @@ from controller.cli import format as fmt
 from controller.cli.backoff import Backoff
 from controller.cli.errors import CommandError, UsageError
 from controller.cli.trust import UnreachableError
+from controller.status_wire import task_status, task_status_text
+from controller.statuses import TaskStatus
 from controller.tokens import parse_duration
 
-TERMINAL = {"done", "failed", "stopped", "refused"}
 RECONNECT_TIMEOUT_ENV = "DSTACK_RECONNECT_TIMEOUT"
 DEFAULT_RECONNECT_TIMEOUT = "5m"
 
@@ -82,13 +83,14 @@ def stuck(task: pb.Task) -> int:
 
 
 def final(task: pb.Task) -> int:
-    if task.status == "done":
+    status = task_status(task)
+    if status == TaskStatus.DONE:
         return 0
     reason = fmt.task_reason(task.reason, task.provisioning_reason)
-    if task.status == "failed":
+    if status == TaskStatus.FAILED:
         print(f"task {task.name} failed: {reason}", file=sys.stderr)
         return task.exit_code if task.has_exit_code and task.exit_code > 0 else 1
-    print(f"task {task.name} {task.status}" + (f": {reason}" if reason else ""), file=sys.stderr)
+    print(f"task {task.name} {task_status_text(task)}" + (f": {reason}" if reason else ""), file=sys.stderr)
     return 1
 
 
@@ -107,7 +109,7 @@ class Follower:
         self.clock = clock
         # The next line index expected on each stream: what a resumed stream starts from.
         self.next_seq = {pb.LOG_STREAM_STDOUT: 0, pb.LOG_STREAM_STDERR: 0}
-        self.last_status = ""
+        self.last_status: TaskStatus | None = None
         self.interrupted = threading.Event()
         self._call: Any = None
 
@@ -197,13 +199,14 @@ class Follower:
             out.flush()
             return None
         task = event.status
-        if self.announce and task.status != self.last_status and task.status in ("provisioning", "running"):
+        status = task_status(task)
+        if self.announce and status != self.last_status and status in (TaskStatus.PROVISIONING, TaskStatus.RUNNING):
             where = f" on {task.host}" if task.host else ""
-            print(f"task {task.name} is {task.status}{where}", file=sys.stderr)
-        self.last_status = task.status
-        if task.status == "pending" and (task.reason or task.provisioning_reason):
+            print(f"task {task.name} is {status}{where}", file=sys.stderr)
+        self.last_status = status
+        if status == TaskStatus.PENDING and (task.reason or task.provisioning_reason):
             return stuck(task)
-        if task.status in TERMINAL:
+        if status is not None and status.terminal:
             return final(task)
         return None
 

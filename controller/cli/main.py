@@ -22,7 +22,6 @@ from controller.cli.errors import CommandError, UsageError
 from controller.cli.follow import (
     DEFAULT_RECONNECT_TIMEOUT,
     RECONNECT_TIMEOUT_ENV,
-    TERMINAL,
     follow,
     reconnect_timeout,
     stuck,
@@ -31,6 +30,8 @@ from controller.cli.settings import resolve
 from controller.cli.table import render
 from controller.cli.trust import UnreachableError, controller_ca
 from controller.configs.loader import ConfigError, load_task_file
+from controller.status_wire import host_status_text, task_status, task_status_text
+from controller.statuses import TaskStatus
 
 # With several controllers listed, how long each may take to answer before the next is tried.
 FIRST_ANSWER_S = 5.0
@@ -127,7 +128,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print(task.name)
         return 0
     print(f"task {task.name} submitted" + (f", placed on {task.host}" if task.host else ""), file=sys.stderr)
-    if task.status == "pending" and (task.reason or task.provisioning_reason):
+    if task_status(task) == TaskStatus.PENDING and (task.reason or task.provisioning_reason):
         return stuck(task)
     return follow(client, task.name, announce=True, timeout_s=timeout_s)
 
@@ -136,7 +137,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def task_row(t: pb.Task) -> dict[str, str]:
     return {
         "NAME": t.name,
-        "STATUS": t.status,
+        "STATUS": task_status_text(t),
         "HOST": t.host or "-",
         "ARCH": t.arch or "-",
         "SUBMITTED": fmt.ago(t.submitted_at_ms),
@@ -151,7 +152,7 @@ def task_row(t: pb.Task) -> dict[str, str]:
 def task_json(t: pb.Task) -> dict[str, Any]:
     return {
         "name": t.name,
-        "status": t.status,
+        "status": task_status_text(t),
         "host": t.host or None,
         "reason": fmt.task_reason(t.reason, t.provisioning_reason),
         "placement_reason": t.reason,
@@ -192,7 +193,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
 def cmd_stop(args: argparse.Namespace) -> int:
     client = Client(args)
     task = client.call(client.stub.StopTask, pb.StopTaskRequest(name=args.task, abort=args.abort))
-    verb = "stopped" if task.status in TERMINAL else ("aborting" if args.abort else "stopping")
+    status = task_status(task)
+    verb = "stopped" if status is not None and status.terminal else ("aborting" if args.abort else "stopping")
     print(f"{verb} {task.name}")
     return 0
 
@@ -220,7 +222,8 @@ def host_json(h: pb.Host) -> dict[str, Any]:
         h.facts, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
     return {
-        "name": h.name, "arch": h.arch, "zone": h.zone or None, "region": h.region or None, "status": h.status,
+        "name": h.name, "arch": h.arch, "zone": h.zone or None, "region": h.region or None,
+        "status": host_status_text(h),
         "id": h.id, "cpu_total": h.cpu_total, "cpu_used": h.cpu_used, "memory_total_bytes": h.memory_total_bytes,
         "memory_used_bytes": h.memory_used_bytes, "tasks": h.tasks, "last_seen": h.last_seen_ms,
         "gpus": facts["gpus"], "emulators": facts["emulators"], "facts": facts,
@@ -245,7 +248,7 @@ def cmd_hosts(args: argparse.Namespace) -> int:
         rows.append({
             "NAME": h.name, "ARCH": h.arch, "CPU": f"{fmt.cpus(h.cpu_used)}/{fmt.cpus(h.cpu_total)}",
             "MEMORY": f"{fmt.size(h.memory_used_bytes)}/{fmt.size(h.memory_total_bytes)}", "GPU": gpu_text(f),
-            "ZONE": overridden(h.zone, "zone", f), "STATUS": h.status, "TASKS": str(h.tasks), "ID": h.id,
+            "ZONE": overridden(h.zone, "zone", f), "STATUS": host_status_text(h), "TASKS": str(h.tasks), "ID": h.id,
             "CPU MODEL": f.cpu.model or "-", "NVME": nvme_text(f), "CLOUD": f.cloud.provider or "-",
             "REGION": overridden(h.region, "region", f), "INSTANCE TYPE": f.cloud.instance_type or "-",
             "SPOT": ("yes" if f.cloud.spot else "no") if f.cloud.provider else "-",

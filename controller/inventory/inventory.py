@@ -16,7 +16,7 @@ from controller.inventory.ledger import Share, UsageLedger
 from controller.inventory.views import host_facts, host_view
 from controller.placement import HostIndex, HostView
 from controller.store import Store
-from controller.store.records import ACTIVE_ON_HOST, ConfigRecord, HostRecord, TaskRecord
+from controller.store.records import ConfigRecord, HostRecord, TaskRecord
 from controller.tasks.requirements import AppliedVolume
 
 LIVENESS_CHECK_S = 1.0
@@ -55,7 +55,7 @@ class Inventory:
         for host in self.store.list_hosts():
             self.refresh_host(host)
         for task in self.store.list_tasks(include_finished=False):
-            if task.host_id and task.status in ACTIVE_ON_HOST:
+            if task.host_id and task.status.active_on_host:
                 share = share_of(task)
                 if share is not None:
                     self.reserve(task.id, task.host_id, share)

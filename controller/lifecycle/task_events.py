@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 
-from controller.store.records import DONE, FAILED, PENDING, RUNNING, STOPPED, TaskRecord
+from controller.statuses import TaskStatus
+from controller.store.records import TaskRecord
 
 SUPPORTED_ARCHES = frozenset({"amd64", "arm64"})
 STOPPED_BY_USER = "stopped by user"
@@ -60,23 +61,23 @@ def on_report(task: TaskRecord, host_id: str, report: Report, now: float) -> tup
     at = report.at if report.at is not None else now
     kind = report.kind
     if kind == pb.TASK_EVENT_KIND_STARTED:
-        if task.status == RUNNING:
+        if task.status == TaskStatus.RUNNING:
             return task, Effects(publish=True)  # a re-adopted container: said again, nothing changes
-        started = dataclasses.replace(task, status=RUNNING, reason="", started_at=task.started_at or at)
+        started = dataclasses.replace(task, status=TaskStatus.RUNNING, reason="", started_at=task.started_at or at)
         return started, Effects(changed=True, publish=True)
     if kind == pb.TASK_EVENT_KIND_EXITED:
         if task.stop_requested:
-            status, reason = STOPPED, STOPPED_BY_USER
+            status, reason = TaskStatus.STOPPED, STOPPED_BY_USER
         elif report.exit_code == 0:
-            status, reason = DONE, ""
+            status, reason = TaskStatus.DONE, ""
         else:
-            status, reason = FAILED, f"exited with code {report.exit_code}"
+            status, reason = TaskStatus.FAILED, f"exited with code {report.exit_code}"
         ended = dataclasses.replace(task, status=status, reason=reason, exit_code=report.exit_code, finished_at=at)
         return ended, _ended()
     if kind == pb.TASK_EVENT_KIND_REFUSED:
         return _refused(task, host_id, report, at)
     if kind in (pb.TASK_EVENT_KIND_FAILED_TO_START, pb.TASK_EVENT_KIND_LOST):
-        return dataclasses.replace(task, status=FAILED, reason=report.reason, finished_at=at), _ended()
+        return dataclasses.replace(task, status=TaskStatus.FAILED, reason=report.reason, finished_at=at), _ended()
     return task, IGNORE
 
 
@@ -97,10 +98,10 @@ def _refused(task: TaskRecord, host_id: str, report: Report, at: float) -> tuple
         host_id="",
     )
     if task.stop_requested:
-        stopped = dataclasses.replace(refused, status=STOPPED, reason=STOPPED_BY_USER, finished_at=at)
+        stopped = dataclasses.replace(refused, status=TaskStatus.STOPPED, reason=STOPPED_BY_USER, finished_at=at)
         ended = Effects(changed=True, free_capacity=True, publish=True, wake_scheduler=True, refusal=report.reason)
         return stopped, ended
     # Back to pending; the scheduler publishes where it went, or why nowhere, so a follower
     # never mistakes this moment for the final word.
-    pending = dataclasses.replace(refused, status=PENDING, reason=report.reason)
+    pending = dataclasses.replace(refused, status=TaskStatus.PENDING, reason=report.reason)
     return pending, Effects(changed=True, free_capacity=True, wake_scheduler=True, refusal=report.reason)

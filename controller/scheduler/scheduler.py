@@ -16,8 +16,9 @@ from controller.inventory.ledger import Share
 from controller.lifecycle.task_events import SUPPORTED_ARCHES
 from controller.placement import Requirements
 from controller.placement.model import Decision
+from controller.statuses import TaskStatus
 from controller.store import StorageError, Store
-from controller.store.records import PENDING, PROVISIONING, TaskRecord
+from controller.store.records import TaskRecord
 from controller.tasks import taskspec
 from controller.tasks.requirements import SubmitError, requirements
 
@@ -120,7 +121,7 @@ class Scheduler:
                 return
             self._scheduled_generation, self._full_pass_at = generation, now
             for task in self.store.list_tasks(include_finished=False):
-                if task.status == PENDING:
+                if task.status == TaskStatus.PENDING:
                     await self._try_place(task)
 
     async def place_new(self, task: TaskRecord) -> TaskRecord:
@@ -150,7 +151,7 @@ class Scheduler:
             return
         host = decision.chosen
         # Placed: neither placement's why-not nor bursting's word applies any more.
-        task.status, task.host_id, task.reason, task.provisioning_reason = PROVISIONING, host.id, "", ""
+        task.status, task.host_id, task.reason, task.provisioning_reason = TaskStatus.PROVISIONING, host.id, "", ""
         if stored:
             self.store.update_task(task)
         else:

@@ -19,7 +19,9 @@ from controller.server.auth import require_api_token
 from controller.server.configs_service import ConfigsMixin
 from controller.server.convert import log_line
 from controller.server.core import Controller
-from controller.store.records import PENDING, STOPPED, HostRecord, TaskRecord
+from controller.status_wire import host_state, task_status
+from controller.statuses import HostStatus, TaskStatus
+from controller.store.records import HostRecord, TaskRecord
 from controller.tasks import taskspec
 from controller.tasks.requirements import SubmitError, check_zones, mounts
 
@@ -109,8 +111,8 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
         task = await self._find(request.name, context)
         if task.terminal:
             return self.c.task_message(task)
-        if task.status == PENDING:
-            task.status, task.reason, task.finished_at = STOPPED, "stopped by user", self.c.clock()
+        if task.status == TaskStatus.PENDING:
+            task.status, task.reason, task.finished_at = TaskStatus.STOPPED, "stopped by user", self.c.clock()
             task.provisioning_reason = ""  # bursting's word on a task that no longer waits
         else:
             task.stop_requested = True
@@ -156,12 +158,7 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
                         continue  # already sent from the backlog
                     next_seq[event.line.stream] = event.line.seq + 1
                 yield event
-                if event.HasField("status") and event.status.status in (
-                    "done",
-                    "failed",
-                    "stopped",
-                    "refused",
-                ):
+                if event.HasField("status") and (ended := task_status(event.status)) is not None and ended.terminal:
                     return
         finally:
             self.c.events.unsubscribe(task.id, queue)
@@ -176,13 +173,15 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
     def host_message(self, h: HostRecord, tasks: int = 0) -> pb.Host:
         v = self.c.index.get(h.id) or self.c.refresh_host(h)
         facts = host_facts(h)
+        status = HostStatus.of(v.live)
         return pb.Host(
             id=h.id,
             name=h.name,
             arch=h.arch,
             region=h.region,
             zone=h.zone,
-            status="online" if v.live else "offline",
+            status=status.value,
+            state=host_state(status),
             facts=facts,
             registered_at_ms=int(h.registered_at * 1000),
             last_seen_ms=int(max(h.last_seen, self._session_seen(h.id)) * 1000),
@@ -202,7 +201,16 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no host named {request.name!r}")
             raise AssertionError("unreachable")
         self.c.remove_host(host.id, f"host {host.name} was removed")
-        return pb.Host(id=host.id, name=host.name, arch=host.arch, region=host.region, zone=host.zone, status="removed")
+        removed = HostStatus.REMOVED
+        return pb.Host(
+            id=host.id,
+            name=host.name,
+            arch=host.arch,
+            region=host.region,
+            zone=host.zone,
+            status=removed.value,
+            state=host_state(removed),
+        )
 
     async def Apply(self, request: pb.ApplyRequest, context: grpc.aio.ServicerContext) -> pb.ApplyResponse:
         await self._auth(context)

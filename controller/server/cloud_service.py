@@ -18,7 +18,8 @@ from controller.configs.fleet import FleetConfiguration
 from controller.configs.volume import VolumeConfiguration
 from controller.placement.model import Requirements
 from controller.server.core import Controller
-from controller.store.records import INSTANCE_RUNNING, InstanceRecord, TaskRecord
+from controller.statuses import INSTANCE_IDLE, InstanceStatus
+from controller.store.records import InstanceRecord, TaskRecord
 
 log = logging.getLogger("dstack.controller.cloud")
 
@@ -223,9 +224,9 @@ class CloudMixin:
 
 
 def instance_message(record: InstanceRecord, host: str) -> pb.CloudInstance:
-    status = record.status
-    if status == INSTANCE_RUNNING and record.idle_since is not None:
-        status = "idle"
+    status = record.status.value
+    if record.status == InstanceStatus.RUNNING and record.idle_since is not None:
+        status = INSTANCE_IDLE
     return pb.CloudInstance(
         backend=record.backend,
         region=record.region,

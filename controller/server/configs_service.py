@@ -14,6 +14,8 @@ from controller.configs.volume import VolumeConfiguration
 from controller.placement import place
 from controller.server.cloud_service import CloudMixin
 from controller.server.core import Controller
+from controller.status_wire import host_state
+from controller.statuses import HostStatus
 from controller.store.records import ConfigRecord
 from controller.tasks import taskspec
 from controller.tasks.requirements import SubmitError, check_zones
@@ -163,6 +165,7 @@ class ConfigsMixin(CloudMixin):
             self.c.index.hosts(), key=lambda v: (v.name != (decision.chosen.name if decision.chosen else ""), v.name)
         ):
             chosen = decision.chosen is not None and view.id == decision.chosen.id
+            status = HostStatus.of(view.live)
             offers.append(
                 pb.Offer(
                     host=view.name,
@@ -176,7 +179,8 @@ class ConfigsMixin(CloudMixin):
                     cpu_free=view.cpu_free,
                     memory_free_bytes=view.memory_free_bytes,
                     gpus_free=max(len(view.gpus) - view.gpus_used, 0),
-                    status="online" if view.live else "offline",
+                    status=status.value,
+                    state=host_state(status),
                     volumes=[v.name for v in decision.volumes] if chosen else [],
                 )
             )

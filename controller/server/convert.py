@@ -5,6 +5,7 @@ from __future__ import annotations
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 from google.protobuf import json_format
 
+from controller.status_wire import task_state
 from controller.store.records import StoredLogLine, TaskRecord
 
 
@@ -16,7 +17,8 @@ def task_message(task: TaskRecord, host_name: str, resources: str = "") -> pb.Ta
     return pb.Task(
         id=task.id,
         name=task.name,
-        status=task.status,
+        status=task.status.value,
+        state=task_state(task.status),
         host=host_name,
         reason=task.reason,
         provisioning_reason=task.provisioning_reason,

@@ -30,8 +30,9 @@ from controller.server.convert import task_message
 from controller.server.events import TaskEvents
 from controller.server.sessions import Sessions
 from controller.settings import ControllerSettings
+from controller.statuses import TaskStatus
 from controller.store import Store
-from controller.store.records import ACTIVE_ON_HOST, FAILED, AttachmentRecord, HostRecord, TaskRecord
+from controller.store.records import AttachmentRecord, HostRecord, TaskRecord
 from controller.tasks import taskspec
 from controller.tasks.requirements import AppliedVolume
 from controller.tls import ServerTLS, load_ca
@@ -142,7 +143,7 @@ class Controller:
         now = self.clock()
         for task in self.store.list_tasks(include_finished=False):
             if task.host_id == host.id:
-                task.status, task.reason, task.finished_at = FAILED, reason, now
+                task.status, task.reason, task.finished_at = TaskStatus.FAILED, reason, now
                 self.store.update_task(task)
                 self.release(task.id)
                 self.publish_status(task)
@@ -205,14 +206,18 @@ class Controller:
                 await self.burst.attach(applied.config, host_id)
             except BackendError as exc:
                 fresh = self.store.get_task(task.id) or task
-                fresh.status, fresh.reason, fresh.finished_at = FAILED, f"attaching volume {name}: {exc}", self.clock()
+                fresh.status, fresh.reason, fresh.finished_at = (
+                    TaskStatus.FAILED,
+                    f"attaching volume {name}: {exc}",
+                    self.clock(),
+                )
                 self.store.update_task(fresh)
                 self.release(fresh.id)
                 self.publish_status(fresh)
                 log.warning("task %s failed: %s", fresh.name, fresh.reason)
                 return
         current = self.store.get_task(task.id)
-        if current is not None and current.host_id == host_id and current.status in ACTIVE_ON_HOST:
+        if current is not None and current.host_id == host_id and current.status.active_on_host:
             self.sessions.send(host_id, self.assignment(current))
 
     # ------------------------------------------------------- messages to agents
@@ -242,7 +247,7 @@ class Controller:
         out: list[pb.ControllerMessage] = []
         mine = set()
         for task in self.store.list_tasks(include_finished=False):
-            if task.host_id == host.id and task.status in ACTIVE_ON_HOST:
+            if task.host_id == host.id and task.status.active_on_host:
                 mine.add(task.id)
                 out.append(self.assignment(task))
                 if task.stop_requested:

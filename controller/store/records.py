@@ -5,18 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-TokenKind = Literal["join", "api"]
+from controller.statuses import InstanceStatus, TaskStatus
 
-# Task statuses, as dstackctl shows them (INTERFACES.md).
-PENDING = "pending"
-PROVISIONING = "provisioning"
-RUNNING = "running"
-DONE = "done"
-FAILED = "failed"
-STOPPED = "stopped"
-REFUSED = "refused"
-TERMINAL_STATUSES = frozenset({DONE, FAILED, STOPPED, REFUSED})
-ACTIVE_ON_HOST = frozenset({PROVISIONING, RUNNING})
+TokenKind = Literal["join", "api"]
 
 
 @dataclass
@@ -61,7 +52,7 @@ class TaskRecord:
     configuration_json: str
     image: str
     submitted_at: float
-    status: str = PENDING
+    status: TaskStatus = TaskStatus.PENDING
     arch: str = ""  # required architecture: explicit, from the registry, or learnt from a refusal
     host_id: str = ""
     reason: str = ""
@@ -76,9 +67,14 @@ class TaskRecord:
     # beside `reason`, which says why no registered host fits. Cleared when the task is placed.
     provisioning_reason: str = ""
 
+    def __post_init__(self) -> None:
+        # The store's column holds the word: a row read back (or a test's "running") becomes the
+        # member, and a word no status has fails here rather than somewhere downstream.
+        self.status = TaskStatus(self.status)
+
     @property
     def terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
+        return self.status.terminal
 
 
 @dataclass
@@ -92,16 +88,6 @@ class ConfigRecord:
     updated_at: float
     status: str = "active"
     error: str = ""
-
-
-# Launched instances' statuses. "launching" covers the time from the launch call until the
-# instance's agent registers; "running" once it has; "terminating" while the cloud deletes it.
-LAUNCHING = "launching"
-INSTANCE_RUNNING = "running"
-TERMINATING = "terminating"
-TERMINATED = "terminated"
-LAUNCH_FAILED = "failed"
-INSTANCE_GONE = frozenset({TERMINATED, LAUNCH_FAILED})
 
 
 @dataclass
@@ -122,15 +108,18 @@ class InstanceRecord:
     cloud_id: str = ""  # AWS instance id / Azure vmId: what the VM's metadata service reports
     cloud_name: str = ""  # Azure VM name (AWS: the instance id)
     token_id: str = ""
-    status: str = LAUNCHING
+    status: InstanceStatus = InstanceStatus.LAUNCHING
     host_id: str = ""
     registered_at: float | None = None
     idle_since: float | None = None
     reason: str = ""
 
+    def __post_init__(self) -> None:
+        self.status = InstanceStatus(self.status)  # the stored word -> the member (see TaskRecord)
+
     @property
     def gone(self) -> bool:
-        return self.status in INSTANCE_GONE
+        return self.status.gone
 
 
 @dataclass

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from controller.statuses import TERMINAL_TASK_STATUSES
 from controller.store.base import Store
 from controller.store.errors import StorageError, storage_error
 from controller.store.records import (
@@ -312,9 +313,11 @@ class SQLiteStore(Store):
 
     def list_tasks(self, include_finished: bool) -> list[TaskRecord]:
         sql = f"SELECT {_TASK_COLUMNS} FROM tasks"
+        params: tuple[str, ...] = ()
         if not include_finished:
-            sql += " WHERE status NOT IN ('done', 'failed', 'stopped', 'refused')"
-        return [_task(r) for r in self._query(sql + " ORDER BY submitted_at")]
+            params = tuple(sorted(s.value for s in TERMINAL_TASK_STATUSES))
+            sql += f" WHERE status NOT IN ({','.join('?' * len(params))})"
+        return [_task(r) for r in self._query(sql + " ORDER BY submitted_at", params)]
 
     def update_task(self, task: TaskRecord) -> None:
         row = _task_row(task)

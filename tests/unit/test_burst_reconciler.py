@@ -17,8 +17,9 @@ from controller.burst.reconciler import Burster
 from controller.cli.format import task_reason
 from controller.configs.fleet import FleetConfiguration
 from controller.placement.model import Requirements
+from controller.statuses import TaskStatus
 from controller.store import Store, open_store
-from controller.store.records import PENDING, PROVISIONING, HostRecord, InstanceRecord, TaskRecord, TokenRecord
+from controller.store.records import HostRecord, InstanceRecord, TaskRecord, TokenRecord
 
 
 class Port:
@@ -85,7 +86,8 @@ def test_a_launch_token_is_claimed_by_its_launch_id_field(store: Store) -> None:
 def test_bursting_writes_the_provisioning_reason_beside_placements(store: Store) -> None:
     port = Port()
     b = burster(store, port)
-    store.add_task(TaskRecord("k1", "train", "{}", "busybox", 1.0, status=PENDING, reason="no host fits (memory)"))
+    pending = TaskRecord("k1", "train", "{}", "busybox", 1.0, status=TaskStatus.PENDING, reason="no host fits (memory)")
+    store.add_task(pending)
     task = store.get_task("k1")
     assert task is not None
     b.launcher.note_pending(task, "no offer fits (3 of 3: arch)")
@@ -101,11 +103,11 @@ def test_bursting_writes_the_provisioning_reason_beside_placements(store: Store)
 
 def test_a_task_placed_while_the_cloud_answered_is_not_written_back_to_pending(store: Store) -> None:
     b = burster(store, Port())
-    store.add_task(TaskRecord("k1", "train", "{}", "busybox", 1.0, status=PENDING, reason="no host fits"))
+    store.add_task(TaskRecord("k1", "train", "{}", "busybox", 1.0, status=TaskStatus.PENDING, reason="no host fits"))
     stale = store.get_task("k1")
     placed = store.get_task("k1")
     assert stale is not None and placed is not None
-    placed.status, placed.host_id, placed.reason = PROVISIONING, "h1", ""
+    placed.status, placed.host_id, placed.reason = TaskStatus.PROVISIONING, "h1", ""
     store.update_task(placed)
     b.launcher.note_pending(stale, "launched m7g.large i-0abc in aws eu-west-1, waiting for its agent")
     assert store.get_task("k1") == placed

@@ -9,7 +9,8 @@ import pytest
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 
 from controller.lifecycle.task_events import Effects, Report, on_report
-from controller.store.records import DONE, FAILED, PENDING, PROVISIONING, RUNNING, STOPPED, TaskRecord
+from controller.statuses import TaskStatus
+from controller.store.records import TaskRecord
 
 NOW = 1_000.0
 H1, H2 = "h1", "h2"
@@ -17,7 +18,7 @@ H1, H2 = "h1", "h2"
 
 def task(**fields: Any) -> TaskRecord:
     base = TaskRecord(id="t1", name="train", configuration_json="{}", image="img", submitted_at=1.0)
-    return dataclasses.replace(base, **{"status": PROVISIONING, "host_id": H1, **fields})
+    return dataclasses.replace(base, **{"status": TaskStatus.PROVISIONING, "host_id": H1, **fields})
 
 
 ENDED = Effects(changed=True, release_container=True, free_capacity=True, publish=True, wake_scheduler=True)
@@ -28,56 +29,56 @@ ROWS: list[tuple[str, TaskRecord, Report, dict[str, Any], Effects]] = [
         "started",
         task(),
         Report(pb.TASK_EVENT_KIND_STARTED, at=900.0),
-        {"status": RUNNING, "started_at": 900.0, "reason": ""},
+        {"status": TaskStatus.RUNNING, "started_at": 900.0, "reason": ""},
         Effects(changed=True, publish=True),
     ),
     (
         "started again after a reconnect keeps the first start",
-        task(status=RUNNING, started_at=800.0),
+        task(status=TaskStatus.RUNNING, started_at=800.0),
         Report(pb.TASK_EVENT_KIND_STARTED, at=950.0),
-        {"status": RUNNING, "started_at": 800.0},
+        {"status": TaskStatus.RUNNING, "started_at": 800.0},
         Effects(publish=True),
     ),
     (
         "a report without a time takes the controller's",
         task(),
         Report(pb.TASK_EVENT_KIND_STARTED),
-        {"status": RUNNING, "started_at": NOW},
+        {"status": TaskStatus.RUNNING, "started_at": NOW},
         Effects(changed=True, publish=True),
     ),
     (
         "exit 0 is done",
-        task(status=RUNNING),
+        task(status=TaskStatus.RUNNING),
         Report(pb.TASK_EVENT_KIND_EXITED, at=990.0, exit_code=0),
-        {"status": DONE, "exit_code": 0, "finished_at": 990.0, "reason": ""},
+        {"status": TaskStatus.DONE, "exit_code": 0, "finished_at": 990.0, "reason": ""},
         ENDED,
     ),
     (
         "exit 7 is failed, with the code",
-        task(status=RUNNING),
+        task(status=TaskStatus.RUNNING),
         Report(pb.TASK_EVENT_KIND_EXITED, exit_code=7),
-        {"status": FAILED, "exit_code": 7, "reason": "exited with code 7", "finished_at": NOW},
+        {"status": TaskStatus.FAILED, "exit_code": 7, "reason": "exited with code 7", "finished_at": NOW},
         ENDED,
     ),
     (
         "any exit after a stop request is stopped",
-        task(status=RUNNING, stop_requested=True),
+        task(status=TaskStatus.RUNNING, stop_requested=True),
         Report(pb.TASK_EVENT_KIND_EXITED, exit_code=143),
-        {"status": STOPPED, "exit_code": 143, "reason": "stopped by user"},
+        {"status": TaskStatus.STOPPED, "exit_code": 143, "reason": "stopped by user"},
         ENDED,
     ),
     (
         "failed to start",
         task(),
         Report(pb.TASK_EVENT_KIND_FAILED_TO_START, reason="no such image"),
-        {"status": FAILED, "reason": "no such image", "finished_at": NOW},
+        {"status": TaskStatus.FAILED, "reason": "no such image", "finished_at": NOW},
         ENDED,
     ),
     (
         "lost",
-        task(status=RUNNING),
+        task(status=TaskStatus.RUNNING),
         Report(pb.TASK_EVENT_KIND_LOST, reason="the container disappeared"),
-        {"status": FAILED, "reason": "the container disappeared"},
+        {"status": TaskStatus.FAILED, "reason": "the container disappeared"},
         ENDED,
     ),
     (
@@ -85,7 +86,7 @@ ROWS: list[tuple[str, TaskRecord, Report, dict[str, Any], Effects]] = [
         task(refused_hosts=["h0"]),
         Report(pb.TASK_EVENT_KIND_REFUSED, reason="image is linux/arm64 only", image_platform="linux/arm64"),
         {
-            "status": PENDING,
+            "status": TaskStatus.PENDING,
             "host_id": "",
             "arch": "arm64",
             "refused_hosts": ["h0", H1],
@@ -97,35 +98,35 @@ ROWS: list[tuple[str, TaskRecord, Report, dict[str, Any], Effects]] = [
         "refused with a platform of no supported arch keeps the task's arch",
         task(arch=""),
         Report(pb.TASK_EVENT_KIND_REFUSED, reason="emulated", image_platform="linux/s390x"),
-        {"status": PENDING, "arch": ""},
+        {"status": TaskStatus.PENDING, "arch": ""},
         Effects(changed=True, free_capacity=True, wake_scheduler=True, refusal="emulated"),
     ),
     (
         "refused after a stop request: stopped, nothing to place",
         task(stop_requested=True),
         Report(pb.TASK_EVENT_KIND_REFUSED, reason="no"),
-        {"status": STOPPED, "reason": "stopped by user", "host_id": "", "finished_at": NOW},
+        {"status": TaskStatus.STOPPED, "reason": "stopped by user", "host_id": "", "finished_at": NOW},
         Effects(changed=True, free_capacity=True, publish=True, wake_scheduler=True, refusal="no"),
     ),
     (
         "another host's task: its container goes, the task is untouched",
-        task(host_id=H2, status=RUNNING),
+        task(host_id=H2, status=TaskStatus.RUNNING),
         Report(pb.TASK_EVENT_KIND_EXITED, exit_code=0),
-        {"status": RUNNING, "host_id": H2},
+        {"status": TaskStatus.RUNNING, "host_id": H2},
         Effects(release_container=True),
     ),
     (
         "a finished task: a late report changes nothing",
-        task(status=DONE, exit_code=0),
+        task(status=TaskStatus.DONE, exit_code=0),
         Report(pb.TASK_EVENT_KIND_EXITED, exit_code=1),
-        {"status": DONE, "exit_code": 0},
+        {"status": TaskStatus.DONE, "exit_code": 0},
         Effects(release_container=True),
     ),
     (
         "an unknown kind is ignored",
-        task(status=RUNNING),
+        task(status=TaskStatus.RUNNING),
         Report(999),
-        {"status": RUNNING},
+        {"status": TaskStatus.RUNNING},
         Effects(),
     ),
 ]

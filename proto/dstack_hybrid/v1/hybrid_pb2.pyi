@@ -21,6 +21,24 @@ class LogStream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LOG_STREAM_UNSPECIFIED: _ClassVar[LogStream]
     LOG_STREAM_STDOUT: _ClassVar[LogStream]
     LOG_STREAM_STDERR: _ClassVar[LogStream]
+
+class TaskStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TASK_STATUS_UNSPECIFIED: _ClassVar[TaskStatus]
+    TASK_STATUS_PENDING: _ClassVar[TaskStatus]
+    TASK_STATUS_PROVISIONING: _ClassVar[TaskStatus]
+    TASK_STATUS_RUNNING: _ClassVar[TaskStatus]
+    TASK_STATUS_DONE: _ClassVar[TaskStatus]
+    TASK_STATUS_FAILED: _ClassVar[TaskStatus]
+    TASK_STATUS_STOPPED: _ClassVar[TaskStatus]
+    TASK_STATUS_REFUSED: _ClassVar[TaskStatus]
+
+class HostStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    HOST_STATUS_UNSPECIFIED: _ClassVar[HostStatus]
+    HOST_STATUS_ONLINE: _ClassVar[HostStatus]
+    HOST_STATUS_OFFLINE: _ClassVar[HostStatus]
+    HOST_STATUS_REMOVED: _ClassVar[HostStatus]
 TASK_EVENT_KIND_UNSPECIFIED: TaskEventKind
 TASK_EVENT_KIND_STARTED: TaskEventKind
 TASK_EVENT_KIND_EXITED: TaskEventKind
@@ -30,6 +48,18 @@ TASK_EVENT_KIND_LOST: TaskEventKind
 LOG_STREAM_UNSPECIFIED: LogStream
 LOG_STREAM_STDOUT: LogStream
 LOG_STREAM_STDERR: LogStream
+TASK_STATUS_UNSPECIFIED: TaskStatus
+TASK_STATUS_PENDING: TaskStatus
+TASK_STATUS_PROVISIONING: TaskStatus
+TASK_STATUS_RUNNING: TaskStatus
+TASK_STATUS_DONE: TaskStatus
+TASK_STATUS_FAILED: TaskStatus
+TASK_STATUS_STOPPED: TaskStatus
+TASK_STATUS_REFUSED: TaskStatus
+HOST_STATUS_UNSPECIFIED: HostStatus
+HOST_STATUS_ONLINE: HostStatus
+HOST_STATUS_OFFLINE: HostStatus
+HOST_STATUS_REMOVED: HostStatus
 
 class CpuInfo(_message.Message):
     __slots__ = ("vendor", "model", "cores", "threads", "flags")
@@ -476,7 +506,7 @@ class OffersRequest(_message.Message):
     def __init__(self, configuration_json: _Optional[str] = ...) -> None: ...
 
 class Offer(_message.Message):
-    __slots__ = ("host", "chosen", "reason", "arch", "region", "zone", "fleet", "backend", "cpu_free", "memory_free_bytes", "gpus_free", "status", "volumes", "instance_type", "spot", "price", "has_price", "vcpus", "memory_bytes", "gpus")
+    __slots__ = ("host", "chosen", "reason", "arch", "region", "zone", "fleet", "backend", "cpu_free", "memory_free_bytes", "gpus_free", "status", "volumes", "instance_type", "spot", "price", "has_price", "vcpus", "memory_bytes", "gpus", "state")
     HOST_FIELD_NUMBER: _ClassVar[int]
     CHOSEN_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
@@ -497,6 +527,7 @@ class Offer(_message.Message):
     VCPUS_FIELD_NUMBER: _ClassVar[int]
     MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     GPUS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
     host: str
     chosen: bool
     reason: str
@@ -517,7 +548,8 @@ class Offer(_message.Message):
     vcpus: float
     memory_bytes: int
     gpus: int
-    def __init__(self, host: _Optional[str] = ..., chosen: _Optional[bool] = ..., reason: _Optional[str] = ..., arch: _Optional[str] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., fleet: _Optional[str] = ..., backend: _Optional[str] = ..., cpu_free: _Optional[float] = ..., memory_free_bytes: _Optional[int] = ..., gpus_free: _Optional[int] = ..., status: _Optional[str] = ..., volumes: _Optional[_Iterable[str]] = ..., instance_type: _Optional[str] = ..., spot: _Optional[bool] = ..., price: _Optional[float] = ..., has_price: _Optional[bool] = ..., vcpus: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., gpus: _Optional[int] = ...) -> None: ...
+    state: HostStatus
+    def __init__(self, host: _Optional[str] = ..., chosen: _Optional[bool] = ..., reason: _Optional[str] = ..., arch: _Optional[str] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., fleet: _Optional[str] = ..., backend: _Optional[str] = ..., cpu_free: _Optional[float] = ..., memory_free_bytes: _Optional[int] = ..., gpus_free: _Optional[int] = ..., status: _Optional[str] = ..., volumes: _Optional[_Iterable[str]] = ..., instance_type: _Optional[str] = ..., spot: _Optional[bool] = ..., price: _Optional[float] = ..., has_price: _Optional[bool] = ..., vcpus: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., gpus: _Optional[int] = ..., state: _Optional[_Union[HostStatus, str]] = ...) -> None: ...
 
 class OffersResponse(_message.Message):
     __slots__ = ("offers", "reason", "cloud_offers", "cloud_notes", "cloud_offers_left_out")
@@ -614,7 +646,7 @@ class SubmitRequest(_message.Message):
     def __init__(self, configuration_json: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("id", "name", "status", "host", "reason", "has_exit_code", "exit_code", "image", "arch", "configuration_json", "submitted_at_ms", "started_at_ms", "finished_at_ms", "resources", "provisioning_reason")
+    __slots__ = ("id", "name", "status", "host", "reason", "has_exit_code", "exit_code", "image", "arch", "configuration_json", "submitted_at_ms", "started_at_ms", "finished_at_ms", "resources", "provisioning_reason", "state")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -630,6 +662,7 @@ class Task(_message.Message):
     FINISHED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     PROVISIONING_REASON_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     status: str
@@ -645,7 +678,8 @@ class Task(_message.Message):
     finished_at_ms: int
     resources: str
     provisioning_reason: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[str] = ..., host: _Optional[str] = ..., reason: _Optional[str] = ..., has_exit_code: _Optional[bool] = ..., exit_code: _Optional[int] = ..., image: _Optional[str] = ..., arch: _Optional[str] = ..., configuration_json: _Optional[str] = ..., submitted_at_ms: _Optional[int] = ..., started_at_ms: _Optional[int] = ..., finished_at_ms: _Optional[int] = ..., resources: _Optional[str] = ..., provisioning_reason: _Optional[str] = ...) -> None: ...
+    state: TaskStatus
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[str] = ..., host: _Optional[str] = ..., reason: _Optional[str] = ..., has_exit_code: _Optional[bool] = ..., exit_code: _Optional[int] = ..., image: _Optional[str] = ..., arch: _Optional[str] = ..., configuration_json: _Optional[str] = ..., submitted_at_ms: _Optional[int] = ..., started_at_ms: _Optional[int] = ..., finished_at_ms: _Optional[int] = ..., resources: _Optional[str] = ..., provisioning_reason: _Optional[str] = ..., state: _Optional[_Union[TaskStatus, str]] = ...) -> None: ...
 
 class ListTasksRequest(_message.Message):
     __slots__ = ("all",)
@@ -698,7 +732,7 @@ class ListHostsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Host(_message.Message):
-    __slots__ = ("id", "name", "arch", "region", "zone", "status", "facts", "registered_at_ms", "last_seen_ms", "cpu_total", "cpu_used", "memory_total_bytes", "memory_used_bytes", "tasks", "fleet", "backend")
+    __slots__ = ("id", "name", "arch", "region", "zone", "status", "facts", "registered_at_ms", "last_seen_ms", "cpu_total", "cpu_used", "memory_total_bytes", "memory_used_bytes", "tasks", "fleet", "backend", "state")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ARCH_FIELD_NUMBER: _ClassVar[int]
@@ -715,6 +749,7 @@ class Host(_message.Message):
     TASKS_FIELD_NUMBER: _ClassVar[int]
     FLEET_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     arch: str
@@ -731,7 +766,8 @@ class Host(_message.Message):
     tasks: int
     fleet: str
     backend: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., arch: _Optional[str] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., status: _Optional[str] = ..., facts: _Optional[_Union[HostFacts, _Mapping]] = ..., registered_at_ms: _Optional[int] = ..., last_seen_ms: _Optional[int] = ..., cpu_total: _Optional[float] = ..., cpu_used: _Optional[float] = ..., memory_total_bytes: _Optional[int] = ..., memory_used_bytes: _Optional[int] = ..., tasks: _Optional[int] = ..., fleet: _Optional[str] = ..., backend: _Optional[str] = ...) -> None: ...
+    state: HostStatus
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., arch: _Optional[str] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., status: _Optional[str] = ..., facts: _Optional[_Union[HostFacts, _Mapping]] = ..., registered_at_ms: _Optional[int] = ..., last_seen_ms: _Optional[int] = ..., cpu_total: _Optional[float] = ..., cpu_used: _Optional[float] = ..., memory_total_bytes: _Optional[int] = ..., memory_used_bytes: _Optional[int] = ..., tasks: _Optional[int] = ..., fleet: _Optional[str] = ..., backend: _Optional[str] = ..., state: _Optional[_Union[HostStatus, str]] = ...) -> None: ...
 
 class ListHostsResponse(_message.Message):
     __slots__ = ("hosts",)
