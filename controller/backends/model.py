@@ -1,6 +1,6 @@
 """What every cloud backend speaks: instance types, offerings, instances, volumes, errors.
 
-Plain data, no SDK: the burst reconciler (controller/burst/), `offers` and `instance-types check`
+Plain data, no SDK: the burst reconciler (controller/provisioning/), `offers` and `instance-types check`
 read these, and only the package of a configured backend imports boto3 or the Azure SDK
 (controller/backends/aws/, controller/backends/azure/), when that backend is first used."""
 

@@ -15,9 +15,9 @@ from controller.configs.volume import VolumeConfiguration
 from controller.inventory.ledger import Share, UsageLedger
 from controller.inventory.views import host_facts, host_view
 from controller.placement import HostIndex, HostView
+from controller.scheduling.requirements import AppliedVolume
 from controller.store import Store
 from controller.store.records import ConfigRecord, HostRecord, TaskRecord
-from controller.tasks.requirements import AppliedVolume
 
 LIVENESS_CHECK_S = 1.0
 

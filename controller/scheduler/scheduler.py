@@ -13,14 +13,14 @@ from collections.abc import Callable
 from controller.images.platforms import PlatformLookup, native_arches
 from controller.inventory.inventory import Inventory
 from controller.inventory.ledger import Share
-from controller.lifecycle.task_events import SUPPORTED_ARCHES
 from controller.placement import Requirements
 from controller.placement.model import Decision
+from controller.scheduling import taskspec
+from controller.scheduling.lifecycle import SUPPORTED_ARCHES
+from controller.scheduling.requirements import SubmitError, requirements
 from controller.statuses import TaskStatus
 from controller.store import StorageError, Store
 from controller.store.records import TaskRecord
-from controller.tasks import taskspec
-from controller.tasks.requirements import SubmitError, requirements
 
 log = logging.getLogger("dstack.controller")
 

@@ -16,17 +16,17 @@ from dstack_hybrid.shared.tokens import TokenFormatError, format_token, hash_sec
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 
-from controller.burst.claims import ClaimRefused
 from controller.inventory.views import host_view
-from controller.lifecycle.task_events import SUPPORTED_ARCHES
 from controller.pki.ca import host_id_from_cert, sign_host_csr
+from controller.provisioning.claims import ClaimRefused
+from controller.scheduling.lifecycle import SUPPORTED_ARCHES
+from controller.scheduling.requirements import fleet_admission
 from controller.server.auth import bearer, host_for_credential
 from controller.server.convert import facts_json
 from controller.server.core import Controller
 from controller.server.sessions import AgentSession
 from controller.store import StorageError
 from controller.store.records import HostRecord, InstanceRecord, StoredLogLine, TokenRecord
-from controller.tasks.requirements import fleet_admission
 
 log = logging.getLogger("dstack.controller.agents")
 

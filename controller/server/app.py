@@ -68,7 +68,7 @@ def start_bursting(controller: Controller, settings: ControllerSettings) -> asyn
     file_config = settings.file_config
     if not file_config.backends:
         return None
-    from controller.burst.reconciler import Burster
+    from controller.provisioning.reconciler import Burster
 
     address = file_config.burst.controller_address or settings.listen
     host, _ = split_address(address)

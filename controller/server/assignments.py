@@ -11,9 +11,9 @@ from controller.configs.task import TaskConfiguration
 from controller.configs.volume import VolumeConfiguration
 from controller.placement import HostView
 from controller.placement.rules import volume_matches
+from controller.scheduling import taskspec
+from controller.scheduling.requirements import AppliedVolume, volume_option
 from controller.store.records import AttachmentRecord, TaskRecord
-from controller.tasks import taskspec
-from controller.tasks.requirements import AppliedVolume, volume_option
 
 # (volume name, host id) -> where the cloud attached it, if it is attached there (the store's record).
 AttachmentOf = Callable[[str, str], AttachmentRecord | None]

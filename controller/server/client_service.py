@@ -15,6 +15,8 @@ from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 
 from controller.configs.task import TaskConfiguration
 from controller.inventory.views import host_facts
+from controller.scheduling import taskspec
+from controller.scheduling.requirements import SubmitError, check_zones, mounts
 from controller.server.auth import require_api_token
 from controller.server.configs_service import ConfigsMixin
 from controller.server.convert import log_line
@@ -22,8 +24,6 @@ from controller.server.core import Controller
 from controller.status_wire import host_state, task_status
 from controller.statuses import HostStatus, TaskStatus
 from controller.store.records import HostRecord, TaskRecord
-from controller.tasks import taskspec
-from controller.tasks.requirements import SubmitError, check_zones, mounts
 
 log = logging.getLogger("dstack.controller.client")
 

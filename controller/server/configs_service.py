@@ -12,13 +12,13 @@ from pydantic import ValidationError
 from controller.configs.fleet import FleetConfiguration
 from controller.configs.volume import VolumeConfiguration
 from controller.placement import place
+from controller.scheduling import taskspec
+from controller.scheduling.requirements import SubmitError, check_zones
 from controller.server.cloud_service import CloudMixin
 from controller.server.core import Controller
 from controller.status_wire import host_state
 from controller.statuses import HostStatus
 from controller.store.records import ConfigRecord
-from controller.tasks import taskspec
-from controller.tasks.requirements import SubmitError, check_zones
 
 log = logging.getLogger("dstack.controller.configs")
 

@@ -21,10 +21,12 @@ from controller.configs.task import TaskConfiguration
 from controller.images.platforms import PlatformLookup
 from controller.inventory.inventory import Inventory
 from controller.inventory.views import host_facts
-from controller.lifecycle.task_events import Report, on_report
 from controller.placement import HostIndex, HostView, Requirements
 from controller.placement.model import Decision
 from controller.scheduler.scheduler import Scheduler
+from controller.scheduling import taskspec
+from controller.scheduling.lifecycle import Report, on_report
+from controller.scheduling.requirements import AppliedVolume
 from controller.server import assignments
 from controller.server.convert import task_message
 from controller.server.events import TaskEvents
@@ -33,18 +35,16 @@ from controller.settings import ControllerSettings
 from controller.statuses import TaskStatus
 from controller.store import Store
 from controller.store.records import AttachmentRecord, HostRecord, TaskRecord
-from controller.tasks import taskspec
-from controller.tasks.requirements import AppliedVolume
 from controller.tls import ServerTLS, load_ca
 
 if TYPE_CHECKING:
-    from controller.burst.reconciler import Burster
+    from controller.provisioning.reconciler import Burster
 
 log = logging.getLogger("dstack.controller")
 
 
 class Controller:
-    """Also the burst reconciler's ControllerPort (controller/burst/port.py): fleets, host_facts,
+    """Also the burst reconciler's ControllerPort (controller/provisioning/port.py): fleets, host_facts,
     task_requirements, host_fits, remove_host, publish_status, wake, ca_fingerprint."""
 
     def __init__(

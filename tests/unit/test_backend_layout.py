@@ -18,7 +18,7 @@ PARTS = {
 # Modules the split replaced: none may come back beside the package.
 OLD_MODULES = {"aws": ["aws.py"], "azure": ["azure.py", "azure_images.py", "azure/cache.py"]}
 MAX_LINES = 300
-FORBIDDEN = ("controller.server", "controller.backends.burst", "controller.burst")
+FORBIDDEN = ("controller.server", "controller.provisioning")
 # What makes an SDK client or credential, by the name called (a function or a method).
 SDK_MAKERS = {
     "aws": {"Session", "client", "resource"},

@@ -201,9 +201,9 @@ def test_ranking_by_type_and_location_says_what_checking_each_offering_says() ->
 
 
 def test_only_the_regions_a_launch_could_be_in_are_read() -> None:
-    from controller.burst.planning import wanted_regions
     from controller.configs.fleet import FleetConfiguration
     from controller.configs.task import TaskConfiguration
+    from controller.provisioning.planning import wanted_regions
 
     task = TaskConfiguration(image="busybox")
     anywhere = FleetConfiguration(name="a")
@@ -241,7 +241,7 @@ def test_no_cloud_sdk_is_imported_until_a_backend_of_its_kind_is_used() -> None:
     script = """
 import sys
 import controller.main, controller.server.app, controller.cli.main
-from controller.burst.reconciler import Burster
+from controller.provisioning.reconciler import Burster
 assert not [m for m in sys.modules if m.split(".")[0] in ("boto3", "botocore", "azure")], "loaded at import"
 from controller.backends.config import AWSBackendConfig
 from controller.backends.registry import Backends

@@ -12,11 +12,11 @@ import pytest
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 
 from controller.backends.config import ControllerFileConfig
-from controller.burst.claims import ClaimRefused
-from controller.burst.reconciler import Burster
 from controller.cli.format import task_reason
 from controller.configs.fleet import FleetConfiguration
 from controller.placement.model import Requirements
+from controller.provisioning.claims import ClaimRefused
+from controller.provisioning.reconciler import Burster
 from controller.statuses import TaskStatus
 from controller.store import Store, open_store
 from controller.store.records import HostRecord, InstanceRecord, TaskRecord, TokenRecord

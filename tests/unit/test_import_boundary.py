@@ -77,7 +77,7 @@ BURST_USERS = {"server/app.py", "server/core.py", "server/agent_service.py"}
 
 
 def unit_of(module: str) -> str:
-    """The package (or top-level module) of controller a module belongs to: controller.burst."""
+    """The package (or top-level module) of controller a module belongs to: controller.provisioning."""
     return ".".join(module.split(".")[:2])
 
 
@@ -151,8 +151,8 @@ def test_the_cycle_check_names_the_path_with_its_lines(tmp_path: Path) -> None:
 
 def test_the_burst_reconciler_never_imports_the_server() -> None:
     reaching = [
-        f"burst/{path.relative_to(CONTROLLER / 'burst')}:{line} imports {module}"
-        for path in sorted((CONTROLLER / "burst").rglob("*.py"))
+        f"provisioning/{path.relative_to(CONTROLLER / 'provisioning')}:{line} imports {module}"
+        for path in sorted((CONTROLLER / "provisioning").rglob("*.py"))
         for line, module in imported_modules(path)
         if unit_of(module) == "controller.server"
     ]
@@ -163,14 +163,14 @@ def test_only_the_server_modules_that_build_or_call_bursting_import_it() -> None
     users = {
         str(path.relative_to(CONTROLLER))
         for path in sorted((CONTROLLER / "server").rglob("*.py"))
-        if any(unit_of(module) == "controller.burst" for _, module in imported_modules(path))
+        if any(unit_of(module) == "controller.provisioning" for _, module in imported_modules(path))
     }
     assert users <= BURST_USERS
     others = [
         f"{path.relative_to(CONTROLLER)} imports {module}"
         for path in sorted(CONTROLLER.rglob("*.py"))
-        if not path.is_relative_to(CONTROLLER / "server") and not path.is_relative_to(CONTROLLER / "burst")
+        if not path.is_relative_to(CONTROLLER / "server") and not path.is_relative_to(CONTROLLER / "provisioning")
         for _, module in imported_modules(path)
-        if unit_of(module) == "controller.burst"
+        if unit_of(module) == "controller.provisioning"
     ]
     assert others == []

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 
-from controller.lifecycle.task_events import Effects, Report, on_report
+from controller.scheduling.lifecycle import Effects, Report, on_report
 from controller.statuses import TaskStatus
 from controller.store.records import TaskRecord
 

@@ -20,19 +20,19 @@ from dstack_hybrid.v1 import hybrid_pb2 as pb
 from controller.backends.config import ControllerFileConfig
 from controller.backends.model import CloudVolume
 from controller.backends.registry import Backends
-from controller.burst.claims import Claims
-from controller.burst.context import BurstContext
-from controller.burst.instances import Instances
-from controller.burst.launches import Launcher
-from controller.burst.planning import Plan, Planner
-from controller.burst.port import ControllerPort
-from controller.burst.volumes import Volumes
 from controller.configs.volume import VolumeConfiguration
 from controller.placement.model import Requirements
+from controller.provisioning.claims import Claims
+from controller.provisioning.context import BurstContext
+from controller.provisioning.instances import Instances
+from controller.provisioning.launches import Launcher
+from controller.provisioning.planning import Plan, Planner
+from controller.provisioning.port import ControllerPort
+from controller.provisioning.volumes import Volumes
 from controller.store import Store
 from controller.store.records import InstanceRecord, TaskRecord, TokenRecord
 
-log = logging.getLogger("dstack.controller.burst")
+log = logging.getLogger("dstack.controller.provisioning")
 
 INVENTORY_INTERVAL_S = 30.0
 

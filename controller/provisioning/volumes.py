@@ -8,11 +8,11 @@ import asyncio
 import logging
 
 from controller.backends.model import TAG_CONTROLLER, BackendError, CloudInstance, CloudVolume
-from controller.burst.context import BurstContext
 from controller.configs.volume import VolumeConfiguration
+from controller.provisioning.context import BurstContext
 from controller.store.records import AttachmentRecord
 
-log = logging.getLogger("dstack.controller.burst")
+log = logging.getLogger("dstack.controller.provisioning")
 
 
 class Volumes:

@@ -9,13 +9,13 @@ import logging
 import uuid
 
 from controller.backends.model import TAG_CONTROLLER, TAG_FLEET, TAG_LAUNCH, TAG_TASK, BackendError, CloudInstance
-from controller.burst.context import BurstContext
+from controller.provisioning.context import BurstContext
 from controller.statuses import InstanceStatus
 from controller.store.records import (
     InstanceRecord,
 )
 
-log = logging.getLogger("dstack.controller.burst")
+log = logging.getLogger("dstack.controller.provisioning")
 
 # A record written just before a launch call that the cloud does not list yet: wait this long
 # before deciding the launch never happened (clouds list new instances within seconds).

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 
 from controller.backends.model import BackendError, Offering
 from controller.backends.offers import OfferList, OfferPolicy, RejectedOffer, rank_offers
-from controller.burst.context import BurstContext
 from controller.configs.fleet import FleetConfiguration
 from controller.configs.task import TaskConfiguration
 from controller.placement.model import Requirements
+from controller.provisioning.context import BurstContext
+from controller.scheduling import taskspec
 from controller.store.records import TaskRecord
-from controller.tasks import taskspec
 
 
 @dataclass(frozen=True)

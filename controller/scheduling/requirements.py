@@ -13,7 +13,7 @@ from controller.configs.task import TaskConfiguration
 from controller.configs.volume import VolumeConfiguration
 from controller.placement import HostView, Requirements, first_rejection
 from controller.placement.model import GpuReq, MountReq, VolumeOption
-from controller.tasks import taskspec
+from controller.scheduling import taskspec
 
 
 class SubmitError(ValueError):

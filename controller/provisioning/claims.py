@@ -8,11 +8,11 @@ import logging
 
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 
-from controller.burst.context import BurstContext
+from controller.provisioning.context import BurstContext
 from controller.statuses import InstanceStatus
 from controller.store.records import InstanceRecord, TokenRecord
 
-log = logging.getLogger("dstack.controller.burst")
+log = logging.getLogger("dstack.controller.provisioning")
 
 
 class ClaimRefused(Exception):

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from controller.backends.config import ControllerFileConfig
 from controller.backends.registry import Backends
-from controller.burst.port import ControllerPort
+from controller.provisioning.port import ControllerPort
 from controller.store import Store
 
 

@@ -20,16 +20,16 @@ from controller.backends.model import (
     Offering,
 )
 from controller.backends.offers import sort_key
-from controller.burst.context import BurstContext
-from controller.burst.planning import Plan, Planner, cloud_miss_text
 from controller.cloudinit import render_user_data
 from controller.placement.model import Requirements
+from controller.provisioning.context import BurstContext
+from controller.provisioning.planning import Plan, Planner, cloud_miss_text
+from controller.scheduling.requirements import SubmitError
 from controller.statuses import InstanceStatus, TaskStatus
 from controller.store.records import InstanceRecord, TaskRecord
-from controller.tasks.requirements import SubmitError
 from controller.tokens import create_token
 
-log = logging.getLogger("dstack.controller.burst")
+log = logging.getLogger("dstack.controller.provisioning")
 
 # A task whose launches keep ending without it running (its agent registers but the task does not
 # fit, say) is not launched for forever: after this many launches it stays pending with the reason.

@@ -1,1 +1,0 @@
-"""Pure state machines: what a task becomes on an event, and what must follow (no I/O here)."""
