@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
-import json
 import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from controller.statuses import TERMINAL_TASK_STATUSES
 from controller.store.base import Store
@@ -28,105 +27,25 @@ from controller.store.records import (
     TaskRecord,
     TokenRecord,
 )
-
-SCHEMA_VERSION = 1
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS tokens (
-    id TEXT PRIMARY KEY, kind TEXT NOT NULL, secret_hash TEXT NOT NULL, created_at REAL NOT NULL,
-    expires_at REAL, uses_left INTEGER, fleet TEXT NOT NULL DEFAULT '', revoked INTEGER NOT NULL DEFAULT 0,
-    description TEXT NOT NULL DEFAULT '', launch_id TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE IF NOT EXISTS hosts (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, credential_hash TEXT NOT NULL, facts_json TEXT NOT NULL,
-    arch TEXT NOT NULL, registered_at REAL NOT NULL, last_seen REAL NOT NULL,
-    region TEXT NOT NULL DEFAULT '', zone TEXT NOT NULL DEFAULT '', fleet TEXT NOT NULL DEFAULT '',
-    cert_serial TEXT NOT NULL DEFAULT '', prev_cert_serial TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE IF NOT EXISTS tasks (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL, configuration_json TEXT NOT NULL, image TEXT NOT NULL,
-    submitted_at REAL NOT NULL, status TEXT NOT NULL, arch TEXT NOT NULL DEFAULT '',
-    host_id TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '', exit_code INTEGER,
-    started_at REAL, finished_at REAL, stop_requested INTEGER NOT NULL DEFAULT 0,
-    abort_requested INTEGER NOT NULL DEFAULT 0, refused_hosts TEXT NOT NULL DEFAULT '[]',
-    refusal TEXT NOT NULL DEFAULT '', provisioning_reason TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS tasks_name ON tasks (name, submitted_at);
-CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status);
-CREATE TABLE IF NOT EXISTS logs (
-    task_id TEXT NOT NULL, stream INTEGER NOT NULL, seq INTEGER NOT NULL, ts_ns INTEGER NOT NULL,
-    data BLOB NOT NULL, PRIMARY KEY (task_id, stream, seq)
-);
-CREATE INDEX IF NOT EXISTS logs_order ON logs (task_id, ts_ns);
-CREATE TABLE IF NOT EXISTS configs (
-    kind TEXT NOT NULL, name TEXT NOT NULL, configuration_json TEXT NOT NULL, created_at REAL NOT NULL,
-    updated_at REAL NOT NULL, status TEXT NOT NULL DEFAULT 'active', error TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (kind, name)
-);
-CREATE TABLE IF NOT EXISTS instances (
-    id TEXT PRIMARY KEY, backend TEXT NOT NULL, region TEXT NOT NULL, zone TEXT NOT NULL,
-    instance_type TEXT NOT NULL, fleet TEXT NOT NULL, created_at REAL NOT NULL, spot INTEGER NOT NULL,
-    price REAL, task_id TEXT NOT NULL, cloud_id TEXT NOT NULL, cloud_name TEXT NOT NULL,
-    token_id TEXT NOT NULL, status TEXT NOT NULL, host_id TEXT NOT NULL, registered_at REAL,
-    idle_since REAL, reason TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS volume_attachments (
-    volume TEXT NOT NULL, host_id TEXT NOT NULL, volume_id TEXT NOT NULL, device_serial TEXT NOT NULL DEFAULT '',
-    lun INTEGER, attached_at REAL NOT NULL, PRIMARY KEY (volume, host_id)
-);
-CREATE INDEX IF NOT EXISTS volume_attachments_host ON volume_attachments (host_id);
-"""
-
-
-class AddedColumn(NamedTuple):
-    table: str
-    column: str
-    decl: str
-    # Statements that fill the new column from what older controllers wrote, run once: right
-    # after the column is added, never on a database that already had it.
-    backfill: tuple[str, ...] = ()
-
-
-# What older controllers wrote in text the new columns now hold: the pending reason with bursting's
-# part spliced on ("<placement>; cloud: <provisioning>", or "cloud: <provisioning>" alone), and a
-# launch's join token named by its description ("launch <id>"). Parsed here once, at the upgrade.
-_OLD_CLOUD_MARKER = "; cloud: "
-_SPLIT_TASK_REASONS = (
-    f"UPDATE tasks SET provisioning_reason = substr(reason, instr(reason, '{_OLD_CLOUD_MARKER}') + "
-    f"{len(_OLD_CLOUD_MARKER)}), reason = substr(reason, 1, instr(reason, '{_OLD_CLOUD_MARKER}') - 1) "
-    f"WHERE instr(reason, '{_OLD_CLOUD_MARKER}') > 0",
-    "UPDATE tasks SET provisioning_reason = substr(reason, 8), reason = '' "
-    "WHERE provisioning_reason = '' AND substr(reason, 1, 7) = 'cloud: '",
+from controller.store.sqlite_rows import (
+    host_row,
+    instance_of,
+    task_of,
+    task_row,
+    token_of,
+    token_row,
 )
-_LAUNCH_OF_TOKENS = (
-    "UPDATE tokens SET launch_id = substr(description, 8) "
-    "WHERE kind = 'join' AND substr(description, 1, 7) = 'launch ' AND length(description) > 7",
+from controller.store.sqlite_schema import (
+    ADDED_COLUMNS,
+    ATTACHMENT_COLUMNS,
+    CONFIG_COLUMNS,
+    HOST_COLUMNS,
+    INSTANCE_COLUMNS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    TASK_COLUMNS,
+    TOKEN_COLUMNS,
 )
-
-# Columns added after a table was first released: a database made by an older controller
-# gets them on open, so an upgrade keeps its hosts, tasks and logs.
-ADDED_COLUMNS: tuple[AddedColumn, ...] = (
-    AddedColumn("tasks", "refusal", "TEXT NOT NULL DEFAULT ''"),
-    AddedColumn("hosts", "cert_serial", "TEXT NOT NULL DEFAULT ''"),
-    AddedColumn("hosts", "prev_cert_serial", "TEXT NOT NULL DEFAULT ''"),
-    AddedColumn("tasks", "provisioning_reason", "TEXT NOT NULL DEFAULT ''", _SPLIT_TASK_REASONS),
-    AddedColumn("tokens", "launch_id", "TEXT NOT NULL DEFAULT ''", _LAUNCH_OF_TOKENS),
-)
-
-_CONFIG_COLUMNS = "kind, name, configuration_json, created_at, updated_at, status, error"
-
-_TASK_COLUMNS = (
-    "id, name, configuration_json, image, submitted_at, status, arch, host_id, reason, exit_code, "
-    "started_at, finished_at, stop_requested, abort_requested, refused_hosts, refusal, provisioning_reason"
-)
-_HOST_COLUMNS = (
-    "id, name, credential_hash, facts_json, arch, registered_at, last_seen, region, zone, fleet, "
-    "cert_serial, prev_cert_serial"
-)
-_INSTANCE_COLUMNS = ", ".join(f.name for f in dataclasses.fields(InstanceRecord))
-_TOKEN_COLUMNS = "id, kind, secret_hash, created_at, expires_at, uses_left, fleet, revoked, description, launch_id"
-_ATTACHMENT_COLUMNS = ", ".join(f.name for f in dataclasses.fields(AttachmentRecord))
 
 log = logging.getLogger("dstack.controller.store")
 
@@ -228,14 +147,14 @@ class SQLiteStore(Store):
     # ------------------------------------------------------------------ tokens
     def add_token(self, token: TokenRecord) -> None:
         with self._tx() as db:
-            db.execute(f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", _token_row(token))
+            db.execute(f"INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", token_row(token))
 
     def get_token(self, token_id: str) -> TokenRecord | None:
-        rows = self._query(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE id = ?", (token_id,))
-        return _token(rows[0]) if rows else None
+        rows = self._query(f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?", (token_id,))
+        return token_of(rows[0]) if rows else None
 
     def list_tokens(self) -> list[TokenRecord]:
-        return [_token(r) for r in self._query(f"SELECT {_TOKEN_COLUMNS} FROM tokens ORDER BY created_at")]
+        return [token_of(r) for r in self._query(f"SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at")]
 
     def revoke_token(self, token_id: str) -> bool:
         with self._tx() as db:
@@ -243,10 +162,10 @@ class SQLiteStore(Store):
 
     def use_token(self, token_id: str, secret_hash: str, kind: str, now: float) -> tuple[TokenRecord | None, str]:
         with self._tx() as db:
-            rows = db.execute(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE id = ?", (token_id,)).fetchall()
+            rows = db.execute(f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?", (token_id,)).fetchall()
             if not rows:
                 return None, f"token {token_id} does not exist"
-            token = _token(rows[0])
+            token = token_of(rows[0])
             if token.kind != kind or not hmac.compare_digest(token.secret_hash, secret_hash):
                 article = "an" if kind == "api" else "a"
                 return None, f"token {token_id} has a wrong secret or is not {article} {kind} token"
@@ -264,21 +183,21 @@ class SQLiteStore(Store):
     # ------------------------------------------------------------------- hosts
     def add_host(self, host: HostRecord) -> None:
         with self._tx() as db:
-            db.execute(f"INSERT INTO hosts ({_HOST_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", _host_row(host))
+            db.execute(f"INSERT INTO hosts ({HOST_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", host_row(host))
 
     def find_host(self, name: str) -> HostRecord | None:
-        rows = self._query(f"SELECT {_HOST_COLUMNS} FROM hosts WHERE name = ?", (name,))
+        rows = self._query(f"SELECT {HOST_COLUMNS} FROM hosts WHERE name = ?", (name,))
         return HostRecord(*rows[0]) if rows else None
 
     def get_host(self, host_id: str) -> HostRecord | None:
-        rows = self._query(f"SELECT {_HOST_COLUMNS} FROM hosts WHERE id = ?", (host_id,))
+        rows = self._query(f"SELECT {HOST_COLUMNS} FROM hosts WHERE id = ?", (host_id,))
         return HostRecord(*rows[0]) if rows else None
 
     def list_hosts(self) -> list[HostRecord]:
-        return [HostRecord(*r) for r in self._query(f"SELECT {_HOST_COLUMNS} FROM hosts ORDER BY name")]
+        return [HostRecord(*r) for r in self._query(f"SELECT {HOST_COLUMNS} FROM hosts ORDER BY name")]
 
     def update_host(self, host: HostRecord) -> None:
-        row = _host_row(host)
+        row = host_row(host)
         with self._tx() as db:
             db.execute(
                 "UPDATE hosts SET name=?, credential_hash=?, facts_json=?, arch=?, registered_at=?, last_seen=?, "
@@ -297,30 +216,30 @@ class SQLiteStore(Store):
     # ------------------------------------------------------------------- tasks
     def add_task(self, task: TaskRecord) -> None:
         with self._tx() as db:
-            db.execute(f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES ({','.join('?' * 17)})", _task_row(task))
+            db.execute(f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({','.join('?' * 17)})", task_row(task))
 
     def get_task(self, task_id: str) -> TaskRecord | None:
-        rows = self._query(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
-        return _task(rows[0]) if rows else None
+        rows = self._query(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
+        return task_of(rows[0]) if rows else None
 
     def find_task(self, name_or_id: str) -> TaskRecord | None:
         rows = self._query(
-            f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ? OR name = ? "
+            f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ? OR name = ? "
             "ORDER BY (id = ?) DESC, submitted_at DESC LIMIT 1",
             (name_or_id, name_or_id, name_or_id),
         )
-        return _task(rows[0]) if rows else None
+        return task_of(rows[0]) if rows else None
 
     def list_tasks(self, include_finished: bool) -> list[TaskRecord]:
-        sql = f"SELECT {_TASK_COLUMNS} FROM tasks"
+        sql = f"SELECT {TASK_COLUMNS} FROM tasks"
         params: tuple[str, ...] = ()
         if not include_finished:
             params = tuple(sorted(s.value for s in TERMINAL_TASK_STATUSES))
             sql += f" WHERE status NOT IN ({','.join('?' * len(params))})"
-        return [_task(r) for r in self._query(sql + " ORDER BY submitted_at", params)]
+        return [task_of(r) for r in self._query(sql + " ORDER BY submitted_at", params)]
 
     def update_task(self, task: TaskRecord) -> None:
-        row = _task_row(task)
+        row = task_row(task)
         with self._tx() as db:
             db.execute(
                 "UPDATE tasks SET name=?, configuration_json=?, image=?, submitted_at=?, status=?, arch=?, "
@@ -366,11 +285,11 @@ class SQLiteStore(Store):
             )  # fmt: skip
 
     def get_config(self, kind: str, name: str) -> ConfigRecord | None:
-        rows = self._query(f"SELECT {_CONFIG_COLUMNS} FROM configs WHERE kind = ? AND name = ?", (kind, name))
+        rows = self._query(f"SELECT {CONFIG_COLUMNS} FROM configs WHERE kind = ? AND name = ?", (kind, name))
         return ConfigRecord(*rows[0]) if rows else None
 
     def list_configs(self, kind: str) -> list[ConfigRecord]:
-        rows = self._query(f"SELECT {_CONFIG_COLUMNS} FROM configs WHERE kind = ? ORDER BY name", (kind,))
+        rows = self._query(f"SELECT {CONFIG_COLUMNS} FROM configs WHERE kind = ? ORDER BY name", (kind,))
         return [ConfigRecord(*r) for r in rows]
 
     def delete_config(self, kind: str, name: str) -> bool:
@@ -382,17 +301,17 @@ class SQLiteStore(Store):
         values = dataclasses.astuple(record)
         with self._tx() as db:
             db.execute(
-                f"INSERT OR REPLACE INTO instances ({_INSTANCE_COLUMNS}) VALUES ({','.join('?' * len(values))})",
+                f"INSERT OR REPLACE INTO instances ({INSTANCE_COLUMNS}) VALUES ({','.join('?' * len(values))})",
                 values,
             )
 
     def get_instance(self, instance_id: str) -> InstanceRecord | None:
-        rows = self._query(f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE id = ?", (instance_id,))
-        return _instance(rows[0]) if rows else None
+        rows = self._query(f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ?", (instance_id,))
+        return instance_of(rows[0]) if rows else None
 
     def list_instances(self, include_gone: bool = False) -> list[InstanceRecord]:
-        rows = self._query(f"SELECT {_INSTANCE_COLUMNS} FROM instances ORDER BY created_at, id")
-        found = [_instance(r) for r in rows]
+        rows = self._query(f"SELECT {INSTANCE_COLUMNS} FROM instances ORDER BY created_at, id")
+        found = [instance_of(r) for r in rows]
         return found if include_gone else [r for r in found if not r.gone]
 
     # ------------------------------------------------------------- attachments
@@ -400,14 +319,14 @@ class SQLiteStore(Store):
         values = dataclasses.astuple(record)
         with self._tx() as db:
             db.execute(
-                f"INSERT OR REPLACE INTO volume_attachments ({_ATTACHMENT_COLUMNS}) "
+                f"INSERT OR REPLACE INTO volume_attachments ({ATTACHMENT_COLUMNS}) "
                 f"VALUES ({','.join('?' * len(values))})",
                 values,
             )
 
     def get_attachment(self, volume: str, host_id: str) -> AttachmentRecord | None:
         rows = self._query(
-            f"SELECT {_ATTACHMENT_COLUMNS} FROM volume_attachments WHERE volume = ? AND host_id = ?", (volume, host_id)
+            f"SELECT {ATTACHMENT_COLUMNS} FROM volume_attachments WHERE volume = ? AND host_id = ?", (volume, host_id)
         )
         return AttachmentRecord(*rows[0]) if rows else None
 
@@ -422,78 +341,3 @@ class SQLiteStore(Store):
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-
-def _token_row(t: TokenRecord) -> tuple[Any, ...]:
-    return (
-        t.id,
-        t.kind,
-        t.secret_hash,
-        t.created_at,
-        t.expires_at,
-        t.uses_left,
-        t.fleet,
-        int(t.revoked),
-        t.description,
-        t.launch_id,
-    )
-
-
-def _token(row: tuple[Any, ...]) -> TokenRecord:
-    tid, kind, secret_hash, created_at, expires_at, uses_left, fleet, revoked, description, launch_id = row
-    return TokenRecord(
-        tid, kind, secret_hash, created_at, expires_at, uses_left, fleet, bool(revoked), description, launch_id
-    )
-
-
-def _host_row(h: HostRecord) -> tuple[Any, ...]:
-    return (
-        h.id,
-        h.name,
-        h.credential_hash,
-        h.facts_json,
-        h.arch,
-        h.registered_at,
-        h.last_seen,
-        h.region,
-        h.zone,
-        h.fleet,
-        h.cert_serial,
-        h.prev_cert_serial,
-    )
-
-
-def _task_row(t: TaskRecord) -> tuple[Any, ...]:
-    return (
-        t.id,
-        t.name,
-        t.configuration_json,
-        t.image,
-        t.submitted_at,
-        t.status,
-        t.arch,
-        t.host_id,
-        t.reason,
-        t.exit_code,
-        t.started_at,
-        t.finished_at,
-        int(t.stop_requested),
-        int(t.abort_requested),
-        json.dumps(t.refused_hosts),
-        t.refusal,
-        t.provisioning_reason,
-    )
-
-
-def _task(row: tuple[Any, ...]) -> TaskRecord:
-    values = list(row)
-    values[12] = bool(values[12])
-    values[13] = bool(values[13])
-    values[14] = json.loads(values[14])
-    return TaskRecord(*values)
-
-
-def _instance(row: tuple[Any, ...]) -> InstanceRecord:
-    record = InstanceRecord(*row)
-    record.spot = bool(record.spot)
-    return record

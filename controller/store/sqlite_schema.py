@@ -1,0 +1,108 @@
+"""The SQLite store's schema: the tables as first released, the columns added since (each with
+the statements that fill it from what older controllers wrote), and the column lists the queries use."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+from controller.store.records import AttachmentRecord, InstanceRecord
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, secret_hash TEXT NOT NULL, created_at REAL NOT NULL,
+    expires_at REAL, uses_left INTEGER, fleet TEXT NOT NULL DEFAULT '', revoked INTEGER NOT NULL DEFAULT 0,
+    description TEXT NOT NULL DEFAULT '', launch_id TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS hosts (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, credential_hash TEXT NOT NULL, facts_json TEXT NOT NULL,
+    arch TEXT NOT NULL, registered_at REAL NOT NULL, last_seen REAL NOT NULL,
+    region TEXT NOT NULL DEFAULT '', zone TEXT NOT NULL DEFAULT '', fleet TEXT NOT NULL DEFAULT '',
+    cert_serial TEXT NOT NULL DEFAULT '', prev_cert_serial TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, configuration_json TEXT NOT NULL, image TEXT NOT NULL,
+    submitted_at REAL NOT NULL, status TEXT NOT NULL, arch TEXT NOT NULL DEFAULT '',
+    host_id TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '', exit_code INTEGER,
+    started_at REAL, finished_at REAL, stop_requested INTEGER NOT NULL DEFAULT 0,
+    abort_requested INTEGER NOT NULL DEFAULT 0, refused_hosts TEXT NOT NULL DEFAULT '[]',
+    refusal TEXT NOT NULL DEFAULT '', provisioning_reason TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS tasks_name ON tasks (name, submitted_at);
+CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status);
+CREATE TABLE IF NOT EXISTS logs (
+    task_id TEXT NOT NULL, stream INTEGER NOT NULL, seq INTEGER NOT NULL, ts_ns INTEGER NOT NULL,
+    data BLOB NOT NULL, PRIMARY KEY (task_id, stream, seq)
+);
+CREATE INDEX IF NOT EXISTS logs_order ON logs (task_id, ts_ns);
+CREATE TABLE IF NOT EXISTS configs (
+    kind TEXT NOT NULL, name TEXT NOT NULL, configuration_json TEXT NOT NULL, created_at REAL NOT NULL,
+    updated_at REAL NOT NULL, status TEXT NOT NULL DEFAULT 'active', error TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (kind, name)
+);
+CREATE TABLE IF NOT EXISTS instances (
+    id TEXT PRIMARY KEY, backend TEXT NOT NULL, region TEXT NOT NULL, zone TEXT NOT NULL,
+    instance_type TEXT NOT NULL, fleet TEXT NOT NULL, created_at REAL NOT NULL, spot INTEGER NOT NULL,
+    price REAL, task_id TEXT NOT NULL, cloud_id TEXT NOT NULL, cloud_name TEXT NOT NULL,
+    token_id TEXT NOT NULL, status TEXT NOT NULL, host_id TEXT NOT NULL, registered_at REAL,
+    idle_since REAL, reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS volume_attachments (
+    volume TEXT NOT NULL, host_id TEXT NOT NULL, volume_id TEXT NOT NULL, device_serial TEXT NOT NULL DEFAULT '',
+    lun INTEGER, attached_at REAL NOT NULL, PRIMARY KEY (volume, host_id)
+);
+CREATE INDEX IF NOT EXISTS volume_attachments_host ON volume_attachments (host_id);
+"""
+
+
+class AddedColumn(NamedTuple):
+    table: str
+    column: str
+    decl: str
+    # Statements that fill the new column from what older controllers wrote, run once: right
+    # after the column is added, never on a database that already had it.
+    backfill: tuple[str, ...] = ()
+
+
+# What older controllers wrote in text the new columns now hold: the pending reason with bursting's
+# part spliced on ("<placement>; cloud: <provisioning>", or "cloud: <provisioning>" alone), and a
+# launch's join token named by its description ("launch <id>"). Parsed here once, at the upgrade.
+_OLD_CLOUD_MARKER = "; cloud: "
+_SPLIT_TASK_REASONS = (
+    f"UPDATE tasks SET provisioning_reason = substr(reason, instr(reason, '{_OLD_CLOUD_MARKER}') + "
+    f"{len(_OLD_CLOUD_MARKER)}), reason = substr(reason, 1, instr(reason, '{_OLD_CLOUD_MARKER}') - 1) "
+    f"WHERE instr(reason, '{_OLD_CLOUD_MARKER}') > 0",
+    "UPDATE tasks SET provisioning_reason = substr(reason, 8), reason = '' "
+    "WHERE provisioning_reason = '' AND substr(reason, 1, 7) = 'cloud: '",
+)
+_LAUNCH_OF_TOKENS = (
+    "UPDATE tokens SET launch_id = substr(description, 8) "
+    "WHERE kind = 'join' AND substr(description, 1, 7) = 'launch ' AND length(description) > 7",
+)
+
+# Columns added after a table was first released: a database made by an older controller
+# gets them on open, so an upgrade keeps its hosts, tasks and logs.
+ADDED_COLUMNS: tuple[AddedColumn, ...] = (
+    AddedColumn("tasks", "refusal", "TEXT NOT NULL DEFAULT ''"),
+    AddedColumn("hosts", "cert_serial", "TEXT NOT NULL DEFAULT ''"),
+    AddedColumn("hosts", "prev_cert_serial", "TEXT NOT NULL DEFAULT ''"),
+    AddedColumn("tasks", "provisioning_reason", "TEXT NOT NULL DEFAULT ''", _SPLIT_TASK_REASONS),
+    AddedColumn("tokens", "launch_id", "TEXT NOT NULL DEFAULT ''", _LAUNCH_OF_TOKENS),
+)
+
+CONFIG_COLUMNS = "kind, name, configuration_json, created_at, updated_at, status, error"
+
+TASK_COLUMNS = (
+    "id, name, configuration_json, image, submitted_at, status, arch, host_id, reason, exit_code, "
+    "started_at, finished_at, stop_requested, abort_requested, refused_hosts, refusal, provisioning_reason"
+)
+HOST_COLUMNS = (
+    "id, name, credential_hash, facts_json, arch, registered_at, last_seen, region, zone, fleet, "
+    "cert_serial, prev_cert_serial"
+)
+INSTANCE_COLUMNS = ", ".join(f.name for f in dataclasses.fields(InstanceRecord))
+TOKEN_COLUMNS = "id, kind, secret_hash, created_at, expires_at, uses_left, fleet, revoked, description, launch_id"
+ATTACHMENT_COLUMNS = ", ".join(f.name for f in dataclasses.fields(AttachmentRecord))
