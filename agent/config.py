@@ -112,18 +112,12 @@ def drop_in_files(directory: Path) -> list[Path]:
 
 def _read(file: Path) -> dict[Any, Any]:
     """One settings file, within the size, depth and alias bounds every user YAML is read with."""
-    from dstack_hybrid.shared.bounded_input import InputRefused, load_yaml, read_limited  # only with a file to read
-    from ruamel.yaml.error import YAMLError
+    from dstack_hybrid.shared.bounded_input import InputRefused, load_settings_file  # only with a file to read
 
     try:
-        loaded = load_yaml(read_limited(file, "config"), str(file), round_trip=False)
+        return load_settings_file(file, "config")
     except InputRefused as exc:  # already a sentence naming the file
         raise AgentConfigError(str(exc)) from None
-    except (OSError, UnicodeDecodeError, YAMLError) as exc:
-        raise AgentConfigError(f"cannot read {file}: {str(exc).splitlines()[0]}") from None
-    if loaded is not None and not isinstance(loaded, dict):
-        raise AgentConfigError(f"{file} must be a mapping of settings")
-    return loaded or {}
 
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -11,13 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from dstack_hybrid.shared import sdnotify
+from dstack_hybrid.shared.backoff import Backoff
 from dstack_hybrid.shared.ca_discovery import UntrustedControllerError
 from dstack_hybrid.shared.certs import cert_not_after
 from dstack_hybrid.shared.tokens import TokenFormatError, parse_token
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 
-from agent.backoff import Backoff
 from agent.channels import register_channel
 from agent.config import AgentConfig
 from agent.facts import arch, disks

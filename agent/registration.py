@@ -8,11 +8,10 @@ import logging
 from collections.abc import Callable
 
 import grpc
+from dstack_hybrid.shared.backoff import Backoff
 from dstack_hybrid.shared.ca_discovery import discover_pinned_ca
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
-
-from agent.backoff import Backoff
 
 log = logging.getLogger("dstack.agent")
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import grpc
+from dstack_hybrid.shared.backoff import Backoff
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 
-from agent.backoff import Backoff
 from agent.channels import stream_channel
 from agent.identity import TlsIdentity
 from agent.state import Credential

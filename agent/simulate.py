@@ -20,12 +20,12 @@ import signal
 import time
 
 import grpc
+from dstack_hybrid.shared.backoff import Backoff
 from dstack_hybrid.shared.ca_discovery import UntrustedControllerError
 from dstack_hybrid.shared.tokens import parse_token
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 
-from agent.backoff import Backoff
 from agent.channels import register_channel
 from agent.identity import KEY_FILE, TlsIdentity
 from agent.registration import RegistrationRefused, discover_ca, register

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import grpc
+from dstack_hybrid.shared.backoff import Backoff
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 
 from controller.cli import format as fmt
-from controller.cli.backoff import Backoff
 from controller.cli.errors import CommandError, UsageError
 from controller.cli.trust import UnreachableError
 from controller.status_wire import task_status, task_status_text
@@ -29,6 +29,7 @@ from controller.tokens import parse_duration
 
 RECONNECT_TIMEOUT_ENV = "DSTACK_RECONNECT_TIMEOUT"
 DEFAULT_RECONNECT_TIMEOUT = "5m"
+RETRY_CAP_S = 5.0  # between reconnects: a restarted controller is back within seconds
 
 # Words grpc puts in the details when the connection itself broke but it could not classify
 # the break as UNAVAILABLE (it depends on where in the HTTP/2 exchange the socket went).
@@ -105,7 +106,7 @@ class Follower:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.conn, self.name, self.announce, self.timeout_s = conn, name, announce, timeout_s
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or Backoff(cap_s=RETRY_CAP_S)
         self.clock = clock
         # The next line index expected on each stream: what a resumed stream starts from.
         self.next_seq = {pb.LOG_STREAM_STDOUT: 0, pb.LOG_STREAM_STDERR: 0}

@@ -6,8 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from dstack_hybrid.shared.bounded_input import InputRefused, load_yaml, read_limited
-from ruamel.yaml.error import YAMLError
+from dstack_hybrid.shared.bounded_input import InputRefused, load_settings_file
 
 from controller.cli.errors import UsageError
 from controller.settings import DEFAULT_LISTEN
@@ -37,14 +36,10 @@ def resolve(
     path = ctl_config_path()
     if path.exists():
         try:
-            loaded = load_yaml(read_limited(path, "settings"), str(path), round_trip=False)
+            loaded = load_settings_file(path, "settings")
         except InputRefused as exc:  # already a sentence naming the file
             raise UsageError(str(exc)) from None
-        except (OSError, UnicodeDecodeError, YAMLError) as exc:
-            raise UsageError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
-        if not isinstance(loaded, dict):
-            raise UsageError(f"{path} must be a mapping with controller and token")
-        file = {k: str(v) for k, v in loaded.items()}
+        file = {str(k): str(v) for k, v in loaded.items()}
     address = controller or os.environ.get("DSTACK_CONTROLLER") or file.get("controller") or DEFAULT_LISTEN
     api_token = token or os.environ.get("DSTACK_TOKEN") or file.get("token") or ""
     if not api_token:

@@ -6,8 +6,7 @@ import itertools
 import random
 
 import pytest
-
-from agent.backoff import Backoff
+from dstack_hybrid.shared.backoff import Backoff
 
 
 def ceilings(base: float, cap: float, n: int) -> list[float]:

@@ -13,10 +13,10 @@ from typing import Any
 
 import grpc
 import pytest
+from dstack_hybrid.shared.backoff import Backoff
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 
-from controller.cli.backoff import Backoff
 from controller.cli.channel import split_addresses
 from controller.cli.errors import UsageError
 from controller.cli.follow import Follower, is_transient

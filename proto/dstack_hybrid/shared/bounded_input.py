@@ -68,6 +68,24 @@ def load_yaml(text: str, name: str, *, round_trip: bool = True) -> Any:
         raise InputRefused(exc.sentence(name, line)) from None
 
 
+def load_settings_file(path: Path, what: str) -> dict[Any, Any]:
+    """A settings file (the agent's config and drop-ins, dstackctl's ctl.yaml): a mapping, read
+    within the bounds; empty for an empty file. InputRefused, one sentence naming the file, for
+    anything else (unreadable, not YAML, too big or deep, not a mapping)."""
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        loaded = load_yaml(read_limited(path, what), str(path), round_trip=False)
+    except (OSError, UnicodeDecodeError, YAMLError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        raise InputRefused(f"cannot read {path}: {reason}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise InputRefused(f"{path} must be a mapping of settings")
+    return loaded
+
+
 def check_json(text: str, name: str) -> None:
     """The same bounds for configuration sent as JSON (the submit and apply calls); `name` is
     what the sentences call it ("the task configuration").

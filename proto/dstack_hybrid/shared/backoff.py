@@ -1,4 +1,5 @@
-"""Capped exponential backoff with jitter, so a restarted controller is not hit by every agent at once."""
+"""Capped exponential backoff with jitter, so a restarted controller is not hit by every agent (or
+every attached dstackctl) at once."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import random
 
 class Backoff:
     def __init__(self, base_s: float = 0.5, cap_s: float = 10.0, rng: random.Random | None = None) -> None:
+        if not (base_s > 0 and cap_s > 0):  # also refuses NaN
+            raise ValueError(f"backoff needs a positive base ({base_s}) and cap ({cap_s})")
         self.base_s = base_s
         self.cap_s = cap_s
         self.attempt = 0
