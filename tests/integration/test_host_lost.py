@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 import docker.errors
 import pytest
 
-from tests.support.cluster import AgentProcess, ControllerProcess, wait_for, write_task
+from tests.support.cluster import BIN, AgentProcess, ControllerProcess, free_port, wait_for, write_task
 from tests.support.dockerd import DockerEngine
 from tests.support.registry import Registry
 
@@ -155,3 +156,44 @@ def test_stop_on_an_offline_host_stops_at_once_and_the_returning_agent_removes_t
         assert (row["status"], row["reason"]) == ("stopped", "stopped while its host was offline")
     finally:
         agent.stop()
+
+
+@pytest.mark.parametrize(
+    ("flags", "config", "message"),
+    [
+        (
+            ["--host-lost-after", "3s", "--host-grace", "5s"],
+            "",
+            "--host-lost-after (3s) must not be shorter than the host grace (5s): a host is offline before it is lost",
+        ),
+        (["--host-lost-after", "soon"], "", "host_lost_after: invalid duration 'soon': use e.g. 30m, 1h or 7d"),
+        (
+            [],
+            "host_lost_after: 30s\n",
+            "host_lost_after ({config}) (30s) must not be shorter than the host grace (40s)",
+        ),
+    ],
+    ids=["below the grace", "not a duration", "below the default grace, from the config file"],
+)
+def test_a_lost_period_that_cannot_work_is_refused_in_one_sentence_and_changes_nothing(
+    tmp_path: Path, flags: list[str], config: str, message: str
+) -> None:
+    data_dir = tmp_path / "data"
+    args = [
+        str(BIN / "dstack-controller"),
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--listen",
+        f"127.0.0.1:{free_port()}",
+    ]
+    if config:
+        config_path = tmp_path / "controller.yaml"
+        config_path.write_text(config)
+        args += ["--config", str(config_path)]
+        message = message.format(config=config_path)
+    out = subprocess.run([*args, *flags], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert not data_dir.exists()
