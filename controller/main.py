@@ -56,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host-cert-validity", default=None, help="lifetime of host certificates (default 24h)")
     serve.add_argument("--tls-san", action="append", default=[], help="another name or IP for the server certificate")
     serve.add_argument("--host-grace", default=None, help="hosts not heard from for this long are offline (40s)")
+    serve.add_argument(
+        "--host-lost-after",
+        default=None,
+        help="hosts not heard from for this long are lost: their tasks end failed with the reason "
+        "'host NAME lost (last heard HH:MM:SS)', a UTC time, and free what they held "
+        "(5m; not shorter than --host-grace)",
+    )
     serve.add_argument("--heartbeat-interval", default=None, help="how often agents send a heartbeat (10s)")
     serve.add_argument("--stop-grace", default=None, help="SIGTERM, then SIGKILL after this long (10s)")
     serve.add_argument(
@@ -186,6 +193,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     where = f" ({config_path})" if config_path else ""
     host_grace = _duration(_setting(args.host_grace, "", file_config.host_grace, "40s"), f"host_grace{where}")
+    lost_after = _duration(
+        _setting(args.host_lost_after, "", file_config.host_lost_after, "5m"), f"host_lost_after{where}"
+    )
+    if lost_after < host_grace:
+        named = "--host-lost-after" if args.host_lost_after is not None else f"host_lost_after{where}"
+        raise UsageError(
+            f"{named} ({lost_after:g}s) must not be shorter than the host grace ({host_grace:g}s): "
+            "a host is offline before it is lost"
+        )
     heartbeat = _duration(
         _setting(args.heartbeat_interval, "", file_config.heartbeat_interval, "10s"), f"heartbeat_interval{where}"
     )
@@ -219,6 +235,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         database_url=url,
         listen=listen,
         host_grace_s=host_grace,
+        host_lost_after_s=lost_after,
         heartbeat_interval_s=max(1, int(heartbeat)),
         stop_grace_s=int(stop_grace),
         image_lookup=LookupSettings(enabled=image_lookup == "on", docker_hub_mirror=mirror),

@@ -66,6 +66,7 @@ class ControllerSettings:
     database_url: str
     listen: str = DEFAULT_LISTEN
     host_grace_s: float = 40.0  # hosts not heard from for this long are offline and get no new tasks
+    host_lost_after_s: float = 300.0  # ... and for this long lost: their tasks end, what they held is free
     heartbeat_interval_s: int = 10
     stop_grace_s: int = 10  # SIGTERM, then SIGKILL after this long
     image_lookup: LookupSettings = field(default_factory=LookupSettings)

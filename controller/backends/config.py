@@ -193,6 +193,7 @@ class ControllerFileConfig(ConfigModel):
     tls_san: list[str] = []
     host_cert_validity: str | None = None
     host_grace: str | None = None
+    host_lost_after: str | None = None
     heartbeat_interval: str | None = None
     stop_grace: str | None = None
     image_lookup: Literal["on", "off"] | None = None

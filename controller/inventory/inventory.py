@@ -7,6 +7,7 @@ task that fits nowhere costs a look at every host."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable
 from typing import Protocol
 
@@ -15,11 +16,14 @@ from controller.configs.volume import VolumeConfiguration
 from controller.inventory.ledger import Share, UsageLedger
 from controller.inventory.views import host_facts, host_view
 from controller.placement import HostIndex, HostView
+from controller.scheduling.host_loss import LossSettings, LostHost, clock_text, lost_hosts
 from controller.scheduling.requirements import AppliedVolume
-from controller.store import Store
+from controller.store import StorageError, Store
 from controller.store.records import ConfigRecord, HostRecord, TaskRecord
 
 LIVENESS_CHECK_S = 1.0
+
+log = logging.getLogger("dstack.controller")
 
 
 class Connected(Protocol):
@@ -34,12 +38,21 @@ class ConnectedAgents(Protocol):
 
 class Inventory:
     def __init__(
-        self, store: Store, sessions: ConnectedAgents, host_grace_s: float, clock: Callable[[], float]
+        self,
+        store: Store,
+        sessions: ConnectedAgents,
+        host_grace_s: float,
+        clock: Callable[[], float],
+        host_lost_after_s: float | None = None,  # None: the grace itself
     ) -> None:
         self.store = store
         self.sessions = sessions
         self.host_grace_s = host_grace_s
         self.clock = clock
+        self.loss = LossSettings(host_grace_s, host_lost_after_s or host_grace_s, started_at=clock())
+        # When each host last spoke: the stored time (a restart keeps it), raised by the open
+        # streams' fresher in-memory time at every liveness check.
+        self.last_heard: dict[str, float] = {}
         self.index = HostIndex()
         self.ledger = UsageLedger()
         self.fleets: dict[str, FleetConfiguration] = {}
@@ -88,6 +101,7 @@ class Inventory:
 
     def refresh_host(self, host: HostRecord) -> HostView:
         """Re-derives one host's view (facts, fleet, liveness) with what its tasks hold."""
+        self._heard(host.id, host.last_seen)
         fleet = self.fleets.get(host.fleet)
         view = host_view(
             host,
@@ -100,6 +114,7 @@ class Inventory:
 
     def forget_host(self, host_id: str) -> None:
         self.index.remove(host_id)
+        self.last_heard.pop(host_id, None)
         self.ledger.forget_host(host_id)
         self.generation += 1
 
@@ -111,8 +126,40 @@ class Inventory:
             return
         self._liveness_checked_at = now
         for view in list(self.index.hosts()):
+            session = self.sessions.get(view.id)
+            if session is not None:
+                self._heard(view.id, session.last_seen)
             if view.live != self.is_live(view.id, now):
                 self._put(dataclasses.replace(view, live=not view.live))
+
+    def lost_hosts(self, now: float) -> list[LostHost]:
+        """The offline hosts silent past --host-lost-after (their tasks must end)."""
+        return lost_hosts(self.index.hosts(), self.last_heard, now, self.loss)
+
+    def tasks_on(self, host_id: str) -> list[str]:
+        """The ids of the tasks holding a share of this host."""
+        return self.ledger.tasks_on(host_id)
+
+    def _heard(self, host_id: str, at: float) -> None:
+        if at > self.last_heard.get(host_id, 0.0):
+            self.last_heard[host_id] = at
+
+    def _went_offline(self, view: HostView) -> None:
+        """Said at WARNING with the tasks it holds and when they end, so an operator sees it coming."""
+        last = self.last_heard.get(view.id, 0.0)
+        try:
+            names = sorted(t.name for t in map(self.store.get_task, self.tasks_on(view.id)) if t is not None)
+        except StorageError:  # the store said it once; the ids still name them
+            names = self.tasks_on(view.id)
+        log.warning(
+            "host %s is offline (last heard %s UTC)%s",
+            view.name,
+            clock_text(last),
+            f"; its tasks {', '.join(names)} end as lost at {clock_text(self.loss.deadline(last))} UTC "
+            "unless it returns"
+            if names
+            else "",
+        )
 
     def known_zones(self) -> set[str]:
         """Zones of hosts, fleets and volumes: what a task may name (the clouds' add to these)."""
@@ -140,8 +187,11 @@ class Inventory:
             self._put(_with_usage(view, self.ledger.on_host(host_id)), bump=False)
 
     def _put(self, view: HostView, bump: bool = True) -> HostView:
-        if self.index.get(view.id) != view:
+        old = self.index.get(view.id)
+        if old != view:
             self.index.upsert(view)
+            if old is not None and old.live and not view.live:
+                self._went_offline(view)
             if bump:
                 self.generation += 1
         return view

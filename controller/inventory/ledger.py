@@ -59,6 +59,9 @@ class UsageLedger:
     def on_host(self, host_id: str) -> Share:
         return self._totals.get(host_id, NOTHING)
 
+    def tasks_on(self, host_id: str) -> list[str]:
+        return [t for t, (h, _) in self._held.items() if h == host_id]
+
     def task_counts(self) -> dict[str, int]:
         """How many placed tasks each host holds."""
         counts: dict[str, int] = {}

@@ -15,6 +15,7 @@ from controller.inventory.inventory import Inventory
 from controller.inventory.ledger import Share
 from controller.placement import Requirements
 from controller.placement.model import Decision
+from controller.scheduler.host_loss import HostLoss
 from controller.scheduling import taskspec
 from controller.scheduling.lifecycle import SUPPORTED_ARCHES
 from controller.scheduling.requirements import SubmitError, requirements
@@ -44,6 +45,7 @@ class Scheduler:
         self.store, self.inventory, self.lookup, self.clock = store, inventory, lookup, clock
         self.publish, self.placed = publish, placed
         self.also_wake: Callable[[], None] | None = None  # the burst reconciler, when there is one
+        self.host_loss = HostLoss(store, inventory, publish, clock)
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._scheduled_generation = -1
@@ -66,6 +68,7 @@ class Scheduler:
             self._wake.clear()
             try:
                 self.inventory.refresh_liveness()
+                self.host_loss.check()  # before the pass: what lost hosts held is placed in it
                 await self.schedule_pending()
             except StorageError:
                 # The store said it once; the pass runs again when woken or in 5 s, and places

@@ -2,7 +2,8 @@
 
 `on_report(task, host_id, report, now) -> (task, effects)` is pure: the caller stores the task
 and carries out the effects (release the container, free the reservation, publish, wake the
-scheduler), so every transition is a row in tests/unit/test_task_lifecycle.py."""
+scheduler), so every transition is a row in tests/unit/test_task_lifecycle.py. `on_host_lost` and
+`on_stop_while_offline` are the transitions without a report: the host is not there to make one."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from dataclasses import dataclass
 
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 
+from controller.scheduling.host_loss import clock_text
 from controller.statuses import TaskStatus
 from controller.store.records import TaskRecord
 
 SUPPORTED_ARCHES = frozenset({"amd64", "arm64"})
 STOPPED_BY_USER = "stopped by user"
+STOPPED_WHILE_OFFLINE = "stopped while its host was offline"
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,39 @@ def on_report(task: TaskRecord, host_id: str, report: Report, now: float) -> tup
     if kind in (pb.TASK_EVENT_KIND_FAILED_TO_START, pb.TASK_EVENT_KIND_LOST):
         return dataclasses.replace(task, status=TaskStatus.FAILED, reason=report.reason, finished_at=at), _ended()
     return task, IGNORE
+
+
+def on_host_lost(
+    task: TaskRecord, host_id: str, host_name: str, last_heard: float, now: float
+) -> tuple[TaskRecord, Effects]:
+    """The task after its host was declared lost: it ends now, and what it held is free. Nothing
+    goes to the host (it is not there); when its agent returns, the container is released because
+    the task is no longer active on it (Controller.on_hello)."""
+    if task.host_id != host_id or task.terminal or not task.status.active_on_host:
+        return task, IGNORE
+    if task.stop_requested:
+        # The user asked for the end; the host never confirmed it. Stopped is what they asked for.
+        status, reason = TaskStatus.STOPPED, STOPPED_BY_USER
+    else:
+        status, reason = TaskStatus.FAILED, f"host {host_name} lost (last heard {clock_text(last_heard)})"
+    ended = dataclasses.replace(task, status=status, reason=reason, finished_at=now)
+    return ended, _ended_away()
+
+
+def on_stop_while_offline(task: TaskRecord, now: float) -> tuple[TaskRecord, Effects]:
+    """`dstackctl stop` on a task whose host is offline: stopped at once, not when the host returns
+    (which may be never); the agent gets a Release when it does."""
+    if task.terminal:
+        return task, IGNORE
+    stopped = dataclasses.replace(
+        task, status=TaskStatus.STOPPED, reason=STOPPED_WHILE_OFFLINE, stop_requested=True, finished_at=now
+    )
+    return stopped, _ended_away()
+
+
+def _ended_away() -> Effects:
+    # Ended without its host: nothing to send it now.
+    return Effects(changed=True, free_capacity=True, publish=True, wake_scheduler=True)
 
 
 def _ended() -> Effects:

@@ -212,6 +212,9 @@ class AgentService(pb_grpc.AgentServiceServicer):
             reader.cancel()
             self.c.sessions.detach(session)
             if self.c.index.get(host.id) is not None:  # not removed meanwhile
+                # The last word, written down: a restarted controller counts the lost period from it.
+                with contextlib.suppress(StorageError):
+                    self.c.store.touch_host(host.id, session.last_seen)
                 self.c.refresh_host(self.c.store.get_host(host.id) or host)
             log.info("host %s disconnected", host.name)
             self.c.wake()

@@ -16,6 +16,7 @@ from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 from controller.configs.task import TaskConfiguration
 from controller.inventory.views import host_facts
 from controller.scheduling import taskspec
+from controller.scheduling.lifecycle import on_stop_while_offline
 from controller.scheduling.requirements import SubmitError, check_zones, mounts
 from controller.server.auth import require_api_token
 from controller.server.configs_service import ConfigsMixin
@@ -114,6 +115,16 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
         if task.status == TaskStatus.PENDING:
             task.status, task.reason, task.finished_at = TaskStatus.STOPPED, "stopped by user", self.c.clock()
             task.provisioning_reason = ""  # bursting's word on a task that no longer waits
+        elif not self.c.is_live(task.host_id, self.c.clock()):
+            # Nobody there to stop it, maybe never again: stopped now; the agent gets a Release
+            # when it returns (on_hello), which stops and removes the container.
+            task, _ = on_stop_while_offline(task, self.c.clock())
+            self.c.store.update_task(task)
+            self.c.release(task.id)
+            self.c.publish_status(task)
+            self.c.wake()
+            log.info("task %s stopped: %s", task.name, task.reason)
+            return self.c.task_message(task)
         else:
             task.stop_requested = True
             task.abort_requested = task.abort_requested or request.abort

@@ -61,7 +61,7 @@ class Controller:
         self.clock = clock
         self.sessions = Sessions()
         self.events = TaskEvents()
-        self.inventory = Inventory(store, self.sessions, settings.host_grace_s, clock)
+        self.inventory = Inventory(store, self.sessions, settings.host_grace_s, clock, settings.host_lost_after_s)
         self.scheduler = Scheduler(store, self.inventory, lookup, clock, self.publish_status, self._placed)
         self.tls = tls
         self.agent_port = agent_port

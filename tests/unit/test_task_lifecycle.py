@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 
-from controller.scheduling.lifecycle import Effects, Report, on_report
+from controller.scheduling.lifecycle import Effects, Report, on_host_lost, on_report, on_stop_while_offline
 from controller.statuses import TaskStatus
 from controller.store.records import TaskRecord
 
@@ -147,3 +147,72 @@ def test_report_from_proto_reads_milliseconds_and_no_time() -> None:
     event = pb.TaskEvent(task_id="t1", kind=pb.TASK_EVENT_KIND_EXITED, at_ms=1500, exit_code=3)
     assert Report.from_proto(event) == Report(pb.TASK_EVENT_KIND_EXITED, at=1.5, exit_code=3)
     assert Report.from_proto(pb.TaskEvent(kind=pb.TASK_EVENT_KIND_STARTED)).at is None
+
+
+# The transitions without a report. Last heard 1970-01-01 00:13:20 UTC (800 s after the epoch).
+HEARD = 800.0
+LOST_ENDED = Effects(changed=True, free_capacity=True, publish=True, wake_scheduler=True)
+
+# (name, task before, task fields after, effects)
+HOST_LOST_ROWS: list[tuple[str, TaskRecord, dict[str, Any], Effects]] = [
+    (
+        "a running task of the lost host fails, naming the host and when it was last heard (UTC)",
+        task(status=TaskStatus.RUNNING, started_at=700.0),
+        {"status": TaskStatus.FAILED, "reason": "host node-1 lost (last heard 00:13:20)", "finished_at": NOW},
+        LOST_ENDED,
+    ),
+    (
+        "a task still starting there fails the same way",
+        task(),
+        {"status": TaskStatus.FAILED, "reason": "host node-1 lost (last heard 00:13:20)"},
+        LOST_ENDED,
+    ),
+    (
+        "a task the user asked to stop is stopped, as they asked",
+        task(status=TaskStatus.RUNNING, stop_requested=True),
+        {"status": TaskStatus.STOPPED, "reason": "stopped by user", "finished_at": NOW},
+        LOST_ENDED,
+    ),
+    (
+        "another host's task is untouched",
+        task(host_id=H2, status=TaskStatus.RUNNING),
+        {"status": TaskStatus.RUNNING, "host_id": H2},
+        Effects(),
+    ),
+    (
+        "a finished task keeps its end",
+        task(status=TaskStatus.DONE, exit_code=0, finished_at=500.0),
+        {"status": TaskStatus.DONE, "finished_at": 500.0},
+        Effects(),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "effects"), [r[1:] for r in HOST_LOST_ROWS], ids=[r[0] for r in HOST_LOST_ROWS]
+)
+def test_host_lost(before: TaskRecord, after: dict[str, Any], effects: Effects) -> None:
+    snapshot = dataclasses.replace(before)
+    result, got = on_host_lost(before, H1, "node-1", HEARD, NOW)
+    assert got == effects
+    assert {k: getattr(result, k) for k in after} == after
+    assert before == snapshot
+    if not got.changed:
+        assert result == before
+
+
+def test_stop_while_the_host_is_offline_stops_at_once_and_frees_what_it_held() -> None:
+    before = task(status=TaskStatus.RUNNING)
+    result, got = on_stop_while_offline(before, NOW)
+    assert got == LOST_ENDED and not got.release_container  # nobody to send it to now
+    assert (result.status, result.reason, result.finished_at) == (
+        TaskStatus.STOPPED,
+        "stopped while its host was offline",
+        NOW,
+    )
+    assert result.stop_requested and before.status == TaskStatus.RUNNING
+
+
+def test_stop_while_offline_leaves_a_finished_task_alone() -> None:
+    before = task(status=TaskStatus.FAILED, reason="exited with code 1")
+    assert on_stop_while_offline(before, NOW) == (before, Effects())

@@ -1,0 +1,65 @@
+"""Ends the tasks of lost hosts: the I/O around the pure decision (controller/scheduling/host_loss.py)
+and transition (lifecycle.on_host_lost). Run by the scheduler loop before each pass, so the
+capacity it frees is placed in the same pass.
+
+Idempotent and keyed by the store: a host's tasks are ended once per loss; a controller restarted
+in the middle finds the rest still active and ends them on its first check."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from controller.inventory.inventory import Inventory
+from controller.scheduling.host_loss import LostHost, clock_text
+from controller.scheduling.lifecycle import on_host_lost
+from controller.store import Store
+from controller.store.records import TaskRecord
+
+log = logging.getLogger("dstack.controller")
+
+CHECK_S = 1.0  # hosts are lost by the clock: once a second is soon enough, and cheap at thousands
+
+
+class HostLoss:
+    def __init__(
+        self, store: Store, inventory: Inventory, publish: Callable[[TaskRecord], None], clock: Callable[[], float]
+    ) -> None:
+        self.store, self.inventory, self.publish, self.clock = store, inventory, publish, clock
+        self._declared: set[str] = set()  # hosts whose tasks were ended, until they come back
+        self._checked_at = 0.0
+
+    def check(self) -> None:
+        now = self.clock()
+        if now - self._checked_at < CHECK_S:
+            return
+        self._checked_at = now
+        lost = self.inventory.lost_hosts(now)
+        # A host that came back (or was removed) may be lost again later.
+        self._declared &= {h.host_id for h in lost}
+        for host in lost:
+            if host.host_id not in self._declared:
+                self._end_tasks(host, now)
+                self._declared.add(host.host_id)  # only once all its tasks were written
+
+    def _end_tasks(self, host: LostHost, now: float) -> None:
+        ended: list[str] = []
+        for task in self.store.list_tasks(include_finished=False):
+            after, effects = on_host_lost(task, host.host_id, host.name, host.last_heard, now)
+            if effects.changed:
+                self.store.update_task(after)
+                ended.append(after.name)
+            if effects.free_capacity:
+                self.inventory.release(after.id)
+            if effects.publish:
+                self.publish(after)
+        if ended:
+            log.warning(
+                "host %s is lost (last heard %s UTC, %.0fs ago): its tasks %s ended",
+                host.name,
+                clock_text(host.last_heard),
+                now - host.last_heard,
+                ", ".join(sorted(ended)),
+            )
+        else:
+            log.info("host %s is lost (last heard %s UTC): it holds no task", host.name, clock_text(host.last_heard))
