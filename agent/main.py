@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dstack_hybrid.shared.version import VERSION
+
 from agent.config import AgentConfigError, default_state_dir, load_config
 from agent.facts import disks
 from agent.facts.collect import collect
@@ -21,6 +23,7 @@ from agent.sim import cli as sim_cli
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dstack-agent", description="The dstack-hybrid host agent.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="register with the controller and run its tasks")

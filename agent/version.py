@@ -1,1 +1,3 @@
-AGENT_VERSION = "0.1.0"
+from dstack_hybrid.shared.version import VERSION
+
+AGENT_VERSION = VERSION  # what the agent reports in its host facts

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from dstack_hybrid.shared.ca_discovery import split_address
+from dstack_hybrid.shared.version import VERSION
 
 from controller import datadir
 from controller.configs.loader import ConfigError
@@ -36,6 +37,7 @@ class UsageError(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dstack-controller", description="The dstack-hybrid controller.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     sub = p.add_subparsers(dest="command", required=True)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from dstack_hybrid.shared.version import VERSION
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 from google.protobuf import json_format
@@ -301,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument("--insecure", action="store_true", help="plaintext, for a controller run with --insecure")
     p = argparse.ArgumentParser(prog="dstackctl", description="Run tasks on dstack-hybrid hosts.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     sub = p.add_subparsers(dest="command", required=True)
 
     submit = sub.add_parser("submit", parents=[common], help="submit a task and stream its output")
