@@ -197,13 +197,16 @@ def test_deb_install_register_upgrade_remove_purge(
 
     # A task runs across the upgrade: its container lives in dockerd, not in the agent, and the
     # upgraded agent re-adopts it; it finishes with its whole log and its real exit code.
-    task = controller.data_dir.parent / "across-upgrade.yaml"
+    # Named per run: the controller is shared by the suites, and a name that an earlier suite's
+    # finished task holds would make the waits below read that task's status.
+    task_name = f"across-upgrade-{suite}"
+    task = controller.data_dir.parent / f"{task_name}.yaml"
     task.write_text(
-        f"type: task\nname: across-upgrade\nimage: {busybox_images['amd64']}\n"
+        f"type: task\nname: {task_name}\nimage: {busybox_images['amd64']}\n"
         'commands:\n  - for i in $(seq 1 30); do echo "line $i"; sleep 0.5; done\n'
     )
     assert controller.ctl("submit", "-d", "-f", str(task)).returncode == 0
-    wait_for("the task's first lines", lambda: len(controller.logs("across-upgrade").stdout.splitlines()) >= 3)
+    wait_for("the task's first lines", lambda: len(controller.logs(task_name).stdout.splitlines()) >= 3)
 
     # Upgrade to a newer build: the edited conffile and the state dir stay.
     c.stop_agent()
@@ -218,9 +221,10 @@ def test_deb_install_register_upgrade_remove_purge(
     c.start_agent()
     _wait_online(controller, c, name)
     assert [h["name"] for h in controller.ctl_json("hosts")].count(name) == 1
-    row = controller.wait_status("across-upgrade", "done", "failed", timeout=120)
+    row = controller.wait_status(task_name, "done", "failed", timeout=120)
     assert (row["status"], row["exit"]) == ("done", 0)
-    assert controller.logs("across-upgrade").stdout == "".join(f"line {i}\n" for i in range(1, 31))
+    logged = controller.logs(task_name).stdout
+    assert logged == "".join(f"line {i}\n" for i in range(1, 31)), f"{row}\nagent log:\n{c.agent_log()}"
     c.stop_agent()
 
     # Remove: the program and its venvs go; the configuration and the state stay.
