@@ -21,6 +21,8 @@ DEFAULT_CONFIG = Path("/etc/dstack/agent.yaml")
 DEFAULT_CONTROLLER = "127.0.0.1:7443"
 ARCHES = ("amd64", "arm64")
 CLOUD_MODES = ("auto", "off", "aws", "azure", "gcp")
+# A spot notice comes two minutes ahead: polled less often than every minute, half of it is gone.
+MIN_POLL_S, MAX_POLL_S = 0.1, 60.0
 
 
 class AgentConfigError(Exception):
@@ -40,6 +42,8 @@ class AgentConfig:
     docker_host: str | None = None
     name: str | None = None
     insecure: bool = False  # plaintext to a controller started with --insecure
+    # How often the cloud's interruption notice is asked for (AWS recommends 5 s); tests use less.
+    notice_poll_s: float = 5.0
 
 
 _STRINGS = ("controller", "join_token", "fleet", "region", "zone", "docker_host", "name")
@@ -70,6 +74,12 @@ def _validate(data: dict[Any, Any], file: Path | str) -> dict[str, Any]:
             if value not in CLOUD_MODES:
                 raise AgentConfigError(f"invalid cloud in {file}: {value!r} is not one of {', '.join(CLOUD_MODES)}")
             values[key] = value
+        elif key == "notice_poll_s":
+            if isinstance(value, bool) or not isinstance(value, int | float) or not MIN_POLL_S <= value <= MAX_POLL_S:
+                raise AgentConfigError(
+                    f"invalid notice_poll_s in {file}: expected seconds from {MIN_POLL_S:g} to {MAX_POLL_S:g}"
+                )
+            values[key] = float(value)
         elif key == "insecure":
             if not isinstance(value, bool):
                 raise AgentConfigError(f"invalid insecure in {file}: expected true or false")

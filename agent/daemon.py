@@ -26,6 +26,7 @@ from agent.facts.model import HostFacts
 from agent.facts.overrides import apply_overrides
 from agent.facts.sources import FactSources
 from agent.identity import TlsIdentity
+from agent.notices.watcher import NoticeWatcher, watched_cloud
 from agent.registration import RegistrationRefused, discover_ca, register
 from agent.runtime.executor import DockerExecutor
 from agent.session import AgentSession, CredentialRefused, Send, SessionHooks
@@ -50,6 +51,7 @@ class Agent:
         self.executor: DockerExecutor | None = None
         self.redetect = asyncio.Event()  # set by SIGHUP
         self.sent_facts: pb.HostFacts | None = None
+        self.notices: NoticeWatcher | None = None  # set on a host whose cloud announces interruptions
         # The CSR's CN is only a hint for people reading the controller's logs.
         self.identity = None if config.insecure else TlsIdentity(config.name or socket.gethostname(), state_dir)
 
@@ -79,6 +81,10 @@ class Agent:
         if cred is None:
             cred = await self._register()
         self.executor = DockerExecutor(facts.arch, self.config.docker_host, cred.host_id, self.state_dir)
+        provider = watched_cloud(self.sources, self.config.cloud)
+        if provider is not None:
+            self.notices = NoticeWatcher(provider, self.sources, self.config.notice_poll_s)
+            log.info("watching %s's interruption notices every %gs", provider, self.config.notice_poll_s)
         session = AgentSession(
             cred.host_name,
             self.config.controller,
@@ -95,7 +101,7 @@ class Agent:
                 renewed=lambda pem: log.info(
                     "host certificate renewed; valid until %s", cert_not_after(pem).isoformat()
                 ),
-                while_connected=self._redetect_on_hup,
+                while_connected=self._while_connected,
             ),
         )
         try:
@@ -155,6 +161,12 @@ class Agent:
             log.warning("facts: %s", warning)
         self.sent_facts = facts.to_proto(AGENT_VERSION)
         return self.sent_facts
+
+    async def _while_connected(self, send: Send) -> None:
+        loops = [self._redetect_on_hup(send)]
+        if self.notices is not None:
+            loops.append(self.notices.run(send))
+        await asyncio.gather(*loops)
 
     async def _redetect_on_hup(self, send: Send) -> None:
         while True:

@@ -228,6 +228,7 @@ def host_json(h: pb.Host) -> dict[str, Any]:
         "id": h.id, "cpu_total": h.cpu_total, "cpu_used": h.cpu_used, "memory_total_bytes": h.memory_total_bytes,
         "memory_used_bytes": h.memory_used_bytes, "tasks": h.tasks, "last_seen": h.last_seen_ms,
         "gpus": facts["gpus"], "emulators": facts["emulators"], "facts": facts,
+        "notice": h.notice or None,
     }  # fmt: skip
 
 
@@ -255,12 +256,14 @@ def cmd_hosts(args: argparse.Namespace) -> int:
             "SPOT": ("yes" if f.cloud.spot else "no") if f.cloud.provider else "-",
             "EMULATORS": ",".join(f.emulators) or "-",
             "LABELS": ",".join(f"{k}={v}" for k, v in sorted(f.labels.items())) or "-",
-            "LAST SEEN": fmt.ago(h.last_seen_ms),
+            "LAST SEEN": fmt.ago(h.last_seen_ms), "NOTICE": h.notice or "-",
         })  # fmt: skip
     headers = ["NAME", "ARCH", "CPU", "MEMORY", "GPU", "ZONE", "STATUS", "TASKS"]
     if args.verbose:
         headers = ["ID", *headers, "CPU MODEL", "NVME", "CLOUD", "REGION", "INSTANCE TYPE", "SPOT", "EMULATORS",
                    "LABELS", "LAST SEEN"]  # fmt: skip
+    if args.verbose or any(h.notice for h in hosts):
+        headers.append("NOTICE")  # the cloud's interruption notice: a column only when there is one to show
     emit(rows, headers, args.json, [host_json(h) for h in hosts])
     return 0
 

@@ -29,6 +29,11 @@ log = logging.getLogger("dstack.controller")
 class Connected(Protocol):
     last_seen: float
 
+    @property
+    def notice_text(self) -> str:
+        """The cloud's interruption notice the host's agent reported, "" when none."""
+        ...
+
 
 class ConnectedAgents(Protocol):
     """The agents' open streams (the server's Sessions): all liveness needs of them."""
@@ -103,12 +108,14 @@ class Inventory:
         """Re-derives one host's view (facts, fleet, liveness) with what its tasks hold."""
         self._heard(host.id, host.last_seen)
         fleet = self.fleets.get(host.fleet)
+        session = self.sessions.get(host.id)
         view = host_view(
             host,
             host_facts(host),
             self.is_live(host.id, self.clock()),
             frozenset(r.lower() for r in fleet.regions) or None if fleet else None,
             frozenset(fleet.availability_zones) or None if fleet else None,
+            notice=session.notice_text if session is not None else "",
         )
         return self._put(_with_usage(view, self.ledger.on_host(host.id)))
 

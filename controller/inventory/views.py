@@ -23,6 +23,7 @@ def host_view(
     live: bool,
     fleet_regions: frozenset[str] | None = None,
     fleet_zones: frozenset[str] | None = None,
+    notice: str = "",
 ) -> HostView:
     """A host with nothing reserved yet; the index adds what its tasks hold."""
     return HostView(
@@ -42,4 +43,5 @@ def host_view(
         local_nvme=any(n.kind in LOCAL_NVME_KINDS for n in facts.nvme),
         fleet_regions=fleet_regions,
         fleet_zones=fleet_zones,
+        notice=notice,
     )

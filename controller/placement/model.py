@@ -85,6 +85,8 @@ class HostView:
     # The host's fleet narrows where tasks run: a host outside these gets no task.
     fleet_regions: frozenset[str] | None = None
     fleet_zones: frozenset[str] | None = None
+    # The cloud's interruption notice (a spot reclaim, a scheduled reboot), one line: no new task.
+    notice: str = ""
 
     @property
     def cpu_free(self) -> float:

@@ -3,7 +3,8 @@
 `on_report(task, host_id, report, now) -> (task, effects)` is pure: the caller stores the task
 and carries out the effects (release the container, free the reservation, publish, wake the
 scheduler), so every transition is a row in tests/unit/test_task_lifecycle.py. `on_host_lost` and
-`on_stop_while_offline` are the transitions without a report: the host is not there to make one."""
+`on_stop_while_offline` are the transitions without a report: the host is not there to make one;
+`on_interrupted` is the cloud's notice that it soon will not be."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from controller.store.records import TaskRecord
 SUPPORTED_ARCHES = frozenset({"amd64", "arm64"})
 STOPPED_BY_USER = "stopped by user"
 STOPPED_WHILE_OFFLINE = "stopped while its host was offline"
+INTERRUPTED = "interrupted: "  # + the notice's text; what `retry: on_events: [interruption]` matches
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,19 @@ def on_host_lost(
         status, reason = TaskStatus.FAILED, f"host {host_name} lost (last heard {clock_text(last_heard)})"
     ended = dataclasses.replace(task, status=status, reason=reason, finished_at=now)
     return ended, _ended_away()
+
+
+def on_interrupted(task: TaskRecord, host_id: str, notice_text: str, now: float) -> tuple[TaskRecord, Effects]:
+    """The task after its host's cloud announced an interruption (a spot reclaim, a scheduled
+    reboot): it ends now rather than when the cloud pulls the plug, its container goes and what it
+    held is free, so it is not counted on a host that has at most minutes left."""
+    if task.host_id != host_id or task.terminal or not task.status.active_on_host:
+        return task, IGNORE
+    if task.stop_requested:
+        status, reason = TaskStatus.STOPPED, STOPPED_BY_USER
+    else:
+        status, reason = TaskStatus.FAILED, INTERRUPTED + notice_text
+    return dataclasses.replace(task, status=status, reason=reason, finished_at=now), _ended()
 
 
 def on_stop_while_offline(task: TaskRecord, now: float) -> tuple[TaskRecord, Effects]:

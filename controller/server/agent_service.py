@@ -315,6 +315,9 @@ class AgentService(pb_grpc.AgentServiceServicer):
         elif kind == "task_event":
             for reply in self.c.on_task_event(host, message.task_event):
                 session.send(reply)
+        elif kind == "notice":
+            for reply in self.c.on_notice(host, message.notice):
+                session.send(reply)
         return host
 
     def _resend_unsaved(self, host: HostRecord, session: AgentSession) -> None:

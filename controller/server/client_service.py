@@ -185,6 +185,8 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
         v = self.c.index.get(h.id) or self.c.refresh_host(h)
         facts = host_facts(h)
         status = HostStatus.of(v.live)
+        session = self.c.sessions.get(h.id)
+        notice = session.notice if session is not None else None
         return pb.Host(
             id=h.id,
             name=h.name,
@@ -203,6 +205,9 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
             tasks=tasks,
             fleet=h.fleet,
             backend=v.backend,
+            notice=notice.text if notice else "",
+            notice_kind=notice.kind if notice else "",
+            notice_not_before_ms=notice.not_before_ms if notice else 0,
         )
 
     async def RemoveHost(self, request: pb.RemoveHostRequest, context: grpc.aio.ServicerContext) -> pb.Host:

@@ -25,7 +25,7 @@ from controller.placement import HostIndex, HostView, Requirements
 from controller.placement.model import Decision
 from controller.scheduler.scheduler import Scheduler
 from controller.scheduling import taskspec
-from controller.scheduling.lifecycle import Report, on_report
+from controller.scheduling.lifecycle import Report, on_interrupted, on_report
 from controller.scheduling.requirements import AppliedVolume
 from controller.server import assignments
 from controller.server.convert import task_message
@@ -274,3 +274,39 @@ class Controller:
         if effects.wake_scheduler:
             self.wake()
         return [pb.ControllerMessage(release=pb.Release(task_id=task.id))] if effects.release_container else []
+
+    def on_notice(self, host: HostRecord, notice: pb.HostNotice) -> list[pb.ControllerMessage]:
+        """The host's cloud announced an interruption (or withdrew it: an empty kind). The host gets
+        no new task while the notice stands, and its tasks end now, their containers released."""
+        session = self.sessions.get(host.id)
+        if session is None:
+            return []
+        before = session.notice_text
+        session.notice = notice if notice.kind else None
+        self.refresh_host(host)
+        self.wake()
+        if not notice.kind:
+            if before:
+                log.warning("host %s: its interruption notice (%s) was withdrawn; it takes tasks again", host.name,
+                            before)  # fmt: skip
+            return []
+        now = self.clock()
+        ended: list[str] = []
+        out: list[pb.ControllerMessage] = []
+        for task in self.store.list_tasks(include_finished=False):
+            after, effects = on_interrupted(task, host.id, notice.text, now)
+            if effects.changed:
+                self.store.update_task(after)
+                ended.append(after.name)
+            if effects.free_capacity:
+                self.release(after.id)
+            if effects.publish:
+                self.publish_status(after)
+            if effects.release_container:
+                out.append(pb.ControllerMessage(release=pb.Release(task_id=after.id)))
+        if ended:
+            log.warning("host %s has an interruption notice (%s): its tasks %s end as interrupted", host.name,
+                        notice.text, ", ".join(sorted(ended)))  # fmt: skip
+        elif notice.text != before:
+            log.warning("host %s has an interruption notice (%s): it gets no new task", host.name, notice.text)
+        return out

@@ -16,6 +16,13 @@ class AgentSession:
     # Tasks whose reports the controller could not store (its storage failing): assigned again
     # once a write succeeds, so the agent re-adopts the container and reports it again.
     unsaved: set[str] = field(default_factory=set)
+    # The cloud's interruption notice the agent sent on this stream: it lives as long as the stream
+    # (an agent sends it again first thing on its next one, so a restarted controller learns it too).
+    notice: pb.HostNotice | None = None
+
+    @property
+    def notice_text(self) -> str:
+        return self.notice.text if self.notice is not None else ""
 
     def send(self, message: pb.ControllerMessage) -> None:
         self.outbox.put_nowait(message)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from controller.placement.model import GpuInfo, HostView, Requirements
 from controller.placement.rules.capacity import cpu, cpu_fits, disk, memory, nvme
 from controller.placement.rules.gpu import gpu
-from controller.placement.rules.host import arch, live, not_refused
+from controller.placement.rules.host import arch, live, no_notice, not_refused
 from controller.placement.rules.location import backend, fleet, fleet_zone, region, zone
 from controller.placement.rules.volumes import chosen_volumes, volume_matches, volumes
 from controller.placement.text import GIB, arch_text, format_bytes
@@ -18,6 +18,7 @@ Rule = Callable[[Requirements, HostView], str]
 
 RULES: tuple[tuple[str, Rule], ...] = (
     ("live", live),
+    ("notice", no_notice),
     ("refused", not_refused),
     ("arch", arch),
     ("fleet", fleet),
@@ -36,10 +37,12 @@ RULES: tuple[tuple[str, Rule], ...] = (
 # Rules whose pass/fail reads only the host fields in `static_host_key` and the requirement fields in
 # `static_req_key` (never usage): the index checks them once per group of alike hosts, not per host.
 # A rule that starts reading another field must join the keys or leave this set.
-STATIC_RULES = frozenset({"live", "arch", "fleet", "backend", "region", "zone", "fleet-zone", "volumes", "nvme"})
+STATIC_RULES = frozenset(
+    {"live", "notice", "arch", "fleet", "backend", "region", "zone", "fleet-zone", "volumes", "nvme"}
+)
 
 StaticHostKey = tuple[
-    bool, str, str, str, str, str, frozenset[str] | None, frozenset[str] | None, bool, tuple[GpuInfo, ...]
+    bool, str, str, str, str, str, str, frozenset[str] | None, frozenset[str] | None, bool, tuple[GpuInfo, ...]
 ]
 
 
@@ -47,6 +50,7 @@ def static_host_key(host: HostView) -> StaticHostKey:
     # The GPU models ride along: whether a host could ever meet a GPU request depends on them alone.
     return (
         host.live,
+        host.notice,
         host.arch,
         host.fleet,
         host.backend,

@@ -10,6 +10,12 @@ def live(req: Requirements, host: HostView) -> str:
     return "" if host.live else "offline"
 
 
+def no_notice(req: Requirements, host: HostView) -> str:
+    # The cloud takes the host away soon (two minutes for a spot reclaim): a task started there now
+    # would only be interrupted.
+    return f"host {host.name} has an interruption notice ({host.notice})" if host.notice else ""
+
+
 def not_refused(req: Requirements, host: HostView) -> str:
     return "refused this task's image before" if host.id in req.excluded_hosts else ""
 

@@ -203,20 +203,34 @@ class RegisterResponse(_message.Message):
     def __init__(self, host_id: _Optional[str] = ..., host_name: _Optional[str] = ..., credential: _Optional[str] = ..., certificate: _Optional[bytes] = ..., ca_certificate: _Optional[bytes] = ..., agent_port: _Optional[int] = ...) -> None: ...
 
 class AgentMessage(_message.Message):
-    __slots__ = ("hello", "heartbeat", "task_event", "log", "facts_update", "renew")
+    __slots__ = ("hello", "heartbeat", "task_event", "log", "facts_update", "renew", "notice")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     TASK_EVENT_FIELD_NUMBER: _ClassVar[int]
     LOG_FIELD_NUMBER: _ClassVar[int]
     FACTS_UPDATE_FIELD_NUMBER: _ClassVar[int]
     RENEW_FIELD_NUMBER: _ClassVar[int]
+    NOTICE_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     heartbeat: Heartbeat
     task_event: TaskEvent
     log: LogChunk
     facts_update: HostFacts
     renew: RenewCertificate
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., task_event: _Optional[_Union[TaskEvent, _Mapping]] = ..., log: _Optional[_Union[LogChunk, _Mapping]] = ..., facts_update: _Optional[_Union[HostFacts, _Mapping]] = ..., renew: _Optional[_Union[RenewCertificate, _Mapping]] = ...) -> None: ...
+    notice: HostNotice
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., task_event: _Optional[_Union[TaskEvent, _Mapping]] = ..., log: _Optional[_Union[LogChunk, _Mapping]] = ..., facts_update: _Optional[_Union[HostFacts, _Mapping]] = ..., renew: _Optional[_Union[RenewCertificate, _Mapping]] = ..., notice: _Optional[_Union[HostNotice, _Mapping]] = ...) -> None: ...
+
+class HostNotice(_message.Message):
+    __slots__ = ("provider", "kind", "not_before_ms", "text")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NOT_BEFORE_MS_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    kind: str
+    not_before_ms: int
+    text: str
+    def __init__(self, provider: _Optional[str] = ..., kind: _Optional[str] = ..., not_before_ms: _Optional[int] = ..., text: _Optional[str] = ...) -> None: ...
 
 class RenewCertificate(_message.Message):
     __slots__ = ("csr",)
@@ -732,7 +746,7 @@ class ListHostsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Host(_message.Message):
-    __slots__ = ("id", "name", "arch", "region", "zone", "status", "facts", "registered_at_ms", "last_seen_ms", "cpu_total", "cpu_used", "memory_total_bytes", "memory_used_bytes", "tasks", "fleet", "backend", "state")
+    __slots__ = ("id", "name", "arch", "region", "zone", "status", "facts", "registered_at_ms", "last_seen_ms", "cpu_total", "cpu_used", "memory_total_bytes", "memory_used_bytes", "tasks", "fleet", "backend", "state", "notice", "notice_kind", "notice_not_before_ms")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ARCH_FIELD_NUMBER: _ClassVar[int]
@@ -750,6 +764,9 @@ class Host(_message.Message):
     FLEET_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    NOTICE_FIELD_NUMBER: _ClassVar[int]
+    NOTICE_KIND_FIELD_NUMBER: _ClassVar[int]
+    NOTICE_NOT_BEFORE_MS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     arch: str
@@ -767,7 +784,10 @@ class Host(_message.Message):
     fleet: str
     backend: str
     state: HostStatus
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., arch: _Optional[str] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., status: _Optional[str] = ..., facts: _Optional[_Union[HostFacts, _Mapping]] = ..., registered_at_ms: _Optional[int] = ..., last_seen_ms: _Optional[int] = ..., cpu_total: _Optional[float] = ..., cpu_used: _Optional[float] = ..., memory_total_bytes: _Optional[int] = ..., memory_used_bytes: _Optional[int] = ..., tasks: _Optional[int] = ..., fleet: _Optional[str] = ..., backend: _Optional[str] = ..., state: _Optional[_Union[HostStatus, str]] = ...) -> None: ...
+    notice: str
+    notice_kind: str
+    notice_not_before_ms: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., arch: _Optional[str] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., status: _Optional[str] = ..., facts: _Optional[_Union[HostFacts, _Mapping]] = ..., registered_at_ms: _Optional[int] = ..., last_seen_ms: _Optional[int] = ..., cpu_total: _Optional[float] = ..., cpu_used: _Optional[float] = ..., memory_total_bytes: _Optional[int] = ..., memory_used_bytes: _Optional[int] = ..., tasks: _Optional[int] = ..., fleet: _Optional[str] = ..., backend: _Optional[str] = ..., state: _Optional[_Union[HostStatus, str]] = ..., notice: _Optional[str] = ..., notice_kind: _Optional[str] = ..., notice_not_before_ms: _Optional[int] = ...) -> None: ...
 
 class ListHostsResponse(_message.Message):
     __slots__ = ("hosts",)
