@@ -175,6 +175,7 @@ def test_first_failing_rule_is_reported() -> None:
     # Location rules (fleet .. volumes) sit between arch and cpu; gpu, disk and nvme come last.
     assert [name for name, _ in RULES] == [
         "live",
+        "notice",
         "refused",
         "arch",
         "fleet",

@@ -481,3 +481,30 @@ def test_index_compares_hosts_left_with_equal_free_cpu() -> None:
     r = req(memory_bytes=4 * GIB)
     assert HostIndex(hosts).place(r).chosen.name == "b" == place(r, hosts).chosen.name  # type: ignore[union-attr]
     assert HostIndex(hosts[::-1]).place(r).chosen.name == "b"  # type: ignore[union-attr]
+
+
+# ---------------------------------------------------------------- interruption notices
+
+
+def test_a_host_with_an_interruption_notice_gets_no_task_and_says_why() -> None:
+    noticed = host("h1", notice="spot terminate at 12:34:56 UTC")
+    assert rule_of(req(), noticed) == ("notice", "host h1 has an interruption notice (spot terminate at 12:34:56 UTC)")
+    assert rule_of(req(), host("h2")) is None
+    d = place(req(), [noticed])
+    assert d.chosen is None
+    assert d.reason == (
+        "no live host fits (1 notice): h1: host h1 has an interruption notice (spot terminate at 12:34:56 UTC)"
+    )
+    assert place(req(), [noticed, host("h2")]).chosen == host("h2")
+
+
+def test_the_index_keeps_noticed_hosts_apart_from_alike_ones() -> None:
+    # "notice" is a static rule: the index groups hosts by it, so a notice arriving must regroup.
+    from controller.placement import HostIndex
+
+    index = HostIndex()
+    index.upsert(host("h1"))
+    assert index.place(req()).chosen == host("h1")
+    index.upsert(host("h1", notice="azure preempt at 2022-04-11 22:27:28 UTC"))
+    decision = index.place(req())
+    assert decision.chosen is None and "interruption notice" in decision.reason

@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 
-from controller.scheduling.lifecycle import Effects, Report, on_host_lost, on_report, on_stop_while_offline
+from controller.scheduling.lifecycle import (
+    Effects,
+    Report,
+    on_host_lost,
+    on_interrupted,
+    on_report,
+    on_stop_while_offline,
+)
 from controller.statuses import TaskStatus
 from controller.store.records import TaskRecord
 
@@ -216,3 +223,58 @@ def test_stop_while_the_host_is_offline_stops_at_once_and_frees_what_it_held() -
 def test_stop_while_offline_leaves_a_finished_task_alone() -> None:
     before = task(status=TaskStatus.FAILED, reason="exited with code 1")
     assert on_stop_while_offline(before, NOW) == (before, Effects())
+
+
+# The cloud's interruption notice: the host is still there, so its containers are released at once.
+NOTICE = "spot terminate at 12:34:56 UTC"
+INTERRUPTED_ROWS: list[tuple[str, TaskRecord, dict[str, Any], Effects]] = [
+    (
+        "a running task of the host fails as interrupted, with the notice",
+        task(status=TaskStatus.RUNNING, started_at=700.0),
+        {"status": TaskStatus.FAILED, "reason": f"interrupted: {NOTICE}", "finished_at": NOW},
+        ENDED,
+    ),
+    (
+        "a task still starting there fails the same way",
+        task(),
+        {"status": TaskStatus.FAILED, "reason": f"interrupted: {NOTICE}", "finished_at": NOW},
+        ENDED,
+    ),
+    (
+        "a task the user asked to stop is stopped, as they asked",
+        task(status=TaskStatus.RUNNING, stop_requested=True),
+        {"status": TaskStatus.STOPPED, "reason": "stopped by user", "finished_at": NOW},
+        ENDED,
+    ),
+    (
+        "another host's task is untouched",
+        task(host_id=H2, status=TaskStatus.RUNNING),
+        {"status": TaskStatus.RUNNING, "host_id": H2, "reason": ""},
+        Effects(),
+    ),
+    (
+        "a pending task is untouched",
+        task(host_id="", status=TaskStatus.PENDING),
+        {"status": TaskStatus.PENDING},
+        Effects(),
+    ),
+    (
+        "a finished task keeps its end",
+        task(status=TaskStatus.DONE, exit_code=0, finished_at=500.0),
+        {"status": TaskStatus.DONE, "finished_at": 500.0},
+        Effects(),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "effects"), [r[1:] for r in INTERRUPTED_ROWS], ids=[r[0] for r in INTERRUPTED_ROWS]
+)
+def test_interrupted(before: TaskRecord, after: dict[str, Any], effects: Effects) -> None:
+    snapshot = dataclasses.replace(before)
+    result, got = on_interrupted(before, H1, NOTICE, NOW)
+    assert got == effects
+    assert {k: getattr(result, k) for k in after} == after
+    assert before == snapshot
+    if not got.changed:
+        assert result == before
