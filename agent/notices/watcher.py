@@ -3,7 +3,9 @@
 A background task of the session (SessionHooks.while_connected): the HTTP requests run in a
 thread, so a slow metadata service never holds up heartbeats. The current notice outlives a stream
 and is sent first on every new one, so a controller that restarted, or a stream that broke just
-after the notice, learns it again."""
+after the notice, learns it again. After its first poll on a stream the watcher states what it
+found even when that is "no notice": the controller keeps a host's notice across reconnects (so a
+new stream opens no window for new tasks), and only the agent can say that it is over."""
 
 from __future__ import annotations
 
@@ -55,9 +57,12 @@ class NoticeWatcher:
         return azure.fetch(self.sources.azure_endpoint, client, self._vm_name)
 
     async def run(self, send: Send) -> None:
-        """Until cancelled (the stream ended): the current notice at once, then every change."""
+        """Until cancelled (the stream ended): the current notice at once, what the first poll
+        finds, then every change."""
+        said: Notice | bool | None = False  # False: nothing said on this stream yet
         if self.current is not None:
             send(pb.AgentMessage(notice=self.current.to_proto()))
+            said = self.current
         while True:
             try:
                 notice = await asyncio.to_thread(self.poll)
@@ -70,17 +75,16 @@ class NoticeWatcher:
                 if self._failing:
                     log.info("%s interruption notices: the metadata service answers again", self.provider)
                     self._failing = ""
-                self._take(notice, send)
+                if notice != self.current:
+                    self._log_change(notice)
+                    self.current = notice
+                if said is False or notice != said:
+                    send(pb.AgentMessage(notice=notice.to_proto() if notice else withdrawn(self.provider)))
+                    said = notice
             await asyncio.sleep(self.interval_s)
 
-    def _take(self, notice: Notice | None, send: Send) -> None:
-        if notice == self.current:
-            return
-        if notice is None:
-            assert self.current is not None
-            log.warning("%s interruption notice withdrawn: %s", self.provider, self.current.text)
-            send(pb.AgentMessage(notice=withdrawn(self.provider)))
-        else:
+    def _log_change(self, notice: Notice | None) -> None:
+        if notice is not None:
             log.warning("%s interruption notice: %s", self.provider, notice.text)
-            send(pb.AgentMessage(notice=notice.to_proto()))
-        self.current = notice
+        elif self.current is not None:
+            log.warning("%s interruption notice withdrawn: %s", self.provider, self.current.text)

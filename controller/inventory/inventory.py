@@ -11,6 +11,8 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
+from dstack_hybrid.v1 import hybrid_pb2 as pb
+
 from controller.configs.fleet import FleetConfiguration
 from controller.configs.volume import VolumeConfiguration
 from controller.inventory.ledger import Share, UsageLedger
@@ -28,11 +30,6 @@ log = logging.getLogger("dstack.controller")
 
 class Connected(Protocol):
     last_seen: float
-
-    @property
-    def notice_text(self) -> str:
-        """The cloud's interruption notice the host's agent reported, "" when none."""
-        ...
 
 
 class ConnectedAgents(Protocol):
@@ -63,6 +60,10 @@ class Inventory:
         self.fleets: dict[str, FleetConfiguration] = {}
         self.volumes: dict[str, AppliedVolume] = {}
         self.generation = 0
+        # The clouds' interruption notices by host. Kept across the host's reconnects (a new stream
+        # must not open a window in which the host takes tasks again) until its agent says otherwise:
+        # a watching agent states its notice, or that it has none, on every stream after one poll.
+        self.notices: dict[str, pb.HostNotice] = {}
         self._liveness_checked_at = 0.0
         self._zones: tuple[int, set[str]] = (-1, set())
 
@@ -108,18 +109,27 @@ class Inventory:
         """Re-derives one host's view (facts, fleet, liveness) with what its tasks hold."""
         self._heard(host.id, host.last_seen)
         fleet = self.fleets.get(host.fleet)
-        session = self.sessions.get(host.id)
+        notice = self.notices.get(host.id)
         view = host_view(
             host,
             host_facts(host),
             self.is_live(host.id, self.clock()),
             frozenset(r.lower() for r in fleet.regions) or None if fleet else None,
             frozenset(fleet.availability_zones) or None if fleet else None,
-            notice=session.notice_text if session is not None else "",
+            notice=notice.text if notice is not None else "",
         )
         return self._put(_with_usage(view, self.ledger.on_host(host.id)))
 
+    def set_notice(self, host: HostRecord, notice: pb.HostNotice | None) -> str:
+        """Records (None: withdraws) a host's interruption notice; returns the text it had before."""
+        before = self.notices.pop(host.id, None)
+        if notice is not None:
+            self.notices[host.id] = notice
+        self.refresh_host(host)
+        return before.text if before is not None else ""
+
     def forget_host(self, host_id: str) -> None:
+        self.notices.pop(host_id, None)
         self.index.remove(host_id)
         self.last_heard.pop(host_id, None)
         self.ledger.forget_host(host_id)

@@ -185,8 +185,7 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
         v = self.c.index.get(h.id) or self.c.refresh_host(h)
         facts = host_facts(h)
         status = HostStatus.of(v.live)
-        session = self.c.sessions.get(h.id)
-        notice = session.notice if session is not None else None
+        notice = self.c.inventory.notices.get(h.id)
         return pb.Host(
             id=h.id,
             name=h.name,

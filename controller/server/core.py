@@ -278,12 +278,7 @@ class Controller:
     def on_notice(self, host: HostRecord, notice: pb.HostNotice) -> list[pb.ControllerMessage]:
         """The host's cloud announced an interruption (or withdrew it: an empty kind). The host gets
         no new task while the notice stands, and its tasks end now, their containers released."""
-        session = self.sessions.get(host.id)
-        if session is None:
-            return []
-        before = session.notice_text
-        session.notice = notice if notice.kind else None
-        self.refresh_host(host)
+        before = self.inventory.set_notice(host, notice if notice.kind else None)
         self.wake()
         if not notice.kind:
             if before:

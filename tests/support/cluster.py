@@ -159,10 +159,17 @@ class ControllerProcess(Process):
 
 class AgentProcess(Process):
     def __init__(
-        self, controller: ControllerProcess, state_dir: Path, join_token: str, name: str, config: str = ""
+        self,
+        controller: ControllerProcess,
+        state_dir: Path,
+        join_token: str,
+        name: str,
+        config: str = "",
+        cloud: str = "off",
+        env: dict[str, str] | None = None,  # over the test's own (the fact seams: DSTACK_AGENT_SYSFS, ...)
     ) -> None:
         self.controller, self.state_dir, self.name = controller, state_dir, name
-        env = dict(os.environ, DSTACK_AGENT_RECONNECT_MAX_S="2")
+        env = dict(os.environ, DSTACK_AGENT_RECONNECT_MAX_S="2", **(env or {}))
         args = [
             str(BIN / "dstack-agent"),
             "run",
@@ -177,8 +184,9 @@ class AgentProcess(Process):
         ]
         if join_token:
             args += ["--join-token", join_token]
-        # Tests never ask a metadata service; `config` adds agent.yaml lines (region, zone, fleet).
-        text = "cloud: off\n" + ("insecure: true\n" if controller.insecure else "") + config
+        # Tests ask no metadata service unless they pass `cloud` (and a loopback fake's endpoint in
+        # `env`); `config` adds agent.yaml lines (region, zone, fleet).
+        text = f"cloud: {cloud}\n" + ("insecure: true\n" if controller.insecure else "") + config
         self.config_path = state_dir.parent / f"{name}-agent.yaml"
         self.config_path.write_text(text)
         super().__init__(args, state_dir.parent / f"{state_dir.name}.log", env)

@@ -230,3 +230,11 @@ def test_a_failing_service_is_one_warning_and_no_notice(caplog: pytest.LogCaptur
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "the answer is not JSON" in warnings[0], warnings
 
+
+def test_without_a_notice_the_watcher_says_so_once_per_stream() -> None:
+    # The controller keeps a notice across reconnects; this is how a fresh stream clears a stale one.
+    with MetadataServer("aws", {}) as fake:
+        watcher = NoticeWatcher("aws", FactSources(aws_endpoint=fake.url), interval_s=0.05)
+        for _ in range(2):
+            sent = asyncio.run(_watch(watcher, 5))
+            assert [(n.provider, n.kind) for n in sent] == [("aws", "")]
