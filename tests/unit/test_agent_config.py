@@ -276,3 +276,12 @@ def test_drop_in_path_that_is_a_file(tmp_path: Path) -> None:
     (tmp_path / "agent.d").write_text("zone: z\n")
     with pytest.raises(AgentConfigError, match=r"^cannot read .*agent\.d: Not a directory$"):
         load_config(path)
+
+
+def test_notice_poll_interval(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "controller: c:1\n")).notice_poll_s == 5.0  # AWS's recommendation
+    assert load_config(write(tmp_path, "notice_poll_s: 0.2\n")).notice_poll_s == 0.2
+    why = r"^invalid notice_poll_s in .*agent\.yaml: expected seconds from 0.1 to 60$"
+    for bad in ("0", "-1", "61", "often", "true"):
+        with pytest.raises(AgentConfigError, match=why):
+            load_config(write(tmp_path, f"notice_poll_s: {bad}\n"))
