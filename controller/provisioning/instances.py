@@ -137,7 +137,8 @@ class Instances:
             running = [r for r in records if r.fleet == record.fleet and r.status == InstanceStatus.RUNNING]
             if len(running) <= keep:
                 continue
-            record.reason = f"idle for {int(now - record.idle_since)}s"
+            idle_for = f"idle for {int(now - record.idle_since)}s"
+            record.reason = idle_for if fleet is not None else f"{idle_for}, its fleet {record.fleet} was deleted"
             await self.terminate(record)
             records = ctx.store.list_instances()
 

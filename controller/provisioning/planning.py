@@ -12,7 +12,9 @@ from controller.configs.fleet import FleetConfiguration
 from controller.configs.task import TaskConfiguration
 from controller.placement.model import Requirements
 from controller.provisioning.context import BurstContext
+from controller.provisioning.nodes import live_instances
 from controller.scheduling import taskspec
+from controller.scheduling.requirements import fleet_requirements
 from controller.store.records import TaskRecord
 
 
@@ -42,13 +44,35 @@ class Planner:
             notes.append(no_fleet_note(config))
             return [], notes
         if with_room_only:
-            full = [name for name, fleet in fleets if not self.fleet_room(name, fleet)]
-            notes.extend(f"fleet {name} is at its nodes maximum" for name in full)
-            fleets = [(name, fleet) for name, fleet in fleets if name not in full]
+            full = [(name, fleet) for name, fleet in fleets if not self.fleet_room(name, fleet)]
+            notes.extend(f"fleet {name} is at its nodes maximum ({fleet.nodes.max if fleet.nodes else 0})"
+                         for name, fleet in full)  # fmt: skip
+            fleets = [(name, fleet) for name, fleet in fleets if all(name != n for n, _ in full)]
             if not fleets:
                 return [], notes
-        plans: list[Plan] = []
         wanted = wanted_regions(config, [f for _, f in fleets], req)
+        plans = await self.ranked(fleets, req, config, wanted, notes)
+        return plans, notes
+
+    async def fleet_plans(self, name: str, fleet: FleetConfiguration) -> tuple[list[Plan], list[str]]:
+        """The ranked offers for an instance of the fleet's own, with no task: its `nodes`
+        minimum. Chosen as a task's launch into the fleet is (its backends, regions, zones, spot
+        policy, max price, burstable), sized by the fleet's `resources`."""
+        notes: list[str] = []
+        wanted = frozenset(r.lower() for r in fleet.regions) or None
+        plans = await self.ranked([(name, fleet)], fleet_requirements(fleet), None, wanted, notes)
+        return plans, notes
+
+    async def ranked(
+        self,
+        fleets: list[tuple[str, FleetConfiguration]],
+        req: Requirements,
+        config: TaskConfiguration | None,
+        wanted: frozenset[str] | None,
+        notes: list[str],
+    ) -> list[Plan]:
+        """Per backend the fleets (and the task, when there is one) allow: the ranked offers."""
+        plans: list[Plan] = []
         for kind in self.ctx.backends.kinds:
             offerings, errors = await self.offerings(kind, wanted)
             notes.extend(errors)
@@ -57,13 +81,13 @@ class Planner:
             for name, fleet in fleets:
                 if fleet.backends and kind not in fleet.backends:
                     continue
-                if config.backends and kind not in config.backends:
+                if config is not None and config.backends and kind not in config.backends:
                     continue
                 policy = self.policy(name, fleet, config)
                 # Tens of milliseconds over a large catalogue: off the event loop.
                 ranked = await asyncio.to_thread(rank_offers, req, offerings, policy)
                 plans.append(Plan(kind, name, ranked))
-        return plans, notes
+        return plans
 
     def cloud_fleets(self, config: TaskConfiguration) -> list[tuple[str, FleetConfiguration]]:
         """Fleets that provision instances (a `nodes` range with room above zero) the task may use."""
@@ -76,14 +100,18 @@ class Planner:
             found.append((name, fleet))
         return found
 
-    def policy(self, name: str, fleet: FleetConfiguration, config: TaskConfiguration) -> OfferPolicy:
+    def policy(self, name: str, fleet: FleetConfiguration, config: TaskConfiguration | None) -> OfferPolicy:
+        """What buying into the fleet allows; a task's own fields win over the fleet's."""
+        task_spot = config.spot_policy if config is not None else None
+        task_price = config.max_price if config is not None else None
+        task_burstable = config.burstable if config is not None else None
         return OfferPolicy(
             fleet=name,
             fleet_regions=frozenset(r.lower() for r in fleet.regions) or None,
             fleet_zones=frozenset(fleet.availability_zones) or None,
-            spot_policy=config.spot_policy or fleet.spot_policy or "on-demand",
-            max_price=config.max_price if config.max_price is not None else fleet.max_price,
-            burstable=config.burstable if config.burstable is not None else fleet.burstable,
+            spot_policy=task_spot or fleet.spot_policy or "on-demand",
+            max_price=task_price if task_price is not None else fleet.max_price,
+            burstable=task_burstable if task_burstable is not None else fleet.burstable,
             disk_bytes=self.ctx.config.burst.disk_gb * 10**9,
             blocked=dict(self.ctx.blocked),
             now=self.ctx.clock(),
@@ -114,8 +142,7 @@ class Planner:
             return False
         if fleet.nodes.max is None:
             return True
-        active = [r for r in self.ctx.store.list_instances() if r.fleet == fleet_name]
-        return len(active) < fleet.nodes.max
+        return len(live_instances(fleet_name, self.ctx.store.list_instances())) < fleet.nodes.max
 
 
 def wanted_regions(

@@ -26,6 +26,7 @@ from controller.provisioning.claims import Claims
 from controller.provisioning.context import BurstContext
 from controller.provisioning.instances import Instances
 from controller.provisioning.launches import Launcher
+from controller.provisioning.nodes import nodes_step
 from controller.provisioning.planning import Plan, Planner
 from controller.provisioning.port import ControllerPort
 from controller.provisioning.volumes import Volumes
@@ -92,8 +93,26 @@ class Burster:
                 self._inventory_at = now
             await self.instances.expire_launches()
             if self.enabled:
+                # Tasks first: an instance launched for a task counts towards its fleet's minimum
+                # too, and is sized for the task rather than for the fleet's `resources`.
                 await self.launcher.launch_for_pending()
+                await self.keep_nodes()
             await self.instances.terminate_idle()
+
+    async def keep_nodes(self) -> None:
+        """One step towards every fleet's `nodes` range (nodes.py decides, this does it): launch
+        up to the minimum without a task, terminate idle instances above the maximum."""
+        ctx = self.ctx
+        busy = frozenset(t.host_id for t in ctx.store.list_tasks(include_finished=False) if t.status.active_on_host)
+        fleets = ctx.port.fleets
+        step = nodes_step(fleets, ctx.store.list_instances(), busy)
+        for term in step.terminations:
+            record = ctx.store.get_instance(term.launch_id)
+            if record is not None and not record.gone:
+                record.reason = term.reason
+                await self.instances.terminate(record)
+        for name, count in step.launches.items():
+            await self.launcher.launch_for_nodes(name, fleets[name], count)
 
     # ------------------------------------------------------- what the services call
     async def plans(

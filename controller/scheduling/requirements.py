@@ -122,19 +122,27 @@ def requirements(
     )
 
 
-def fleet_admission(fleet: FleetConfiguration, host: HostView) -> str:
-    """Why a host may not join `fleet` (its `resources` say what a member must have), or ""."""
-    if fleet.resources is None:
-        return ""
+def fleet_requirements(fleet: FleetConfiguration) -> Requirements:
+    """What every member of `fleet` must have (its `resources`; anything when it has none): what a
+    host needs to join it, and what an instance launched for its `nodes` minimum is chosen by."""
     res = fleet.resources
+    if res is None:
+        return Requirements(arches=None, cpu=0.0)
     disk = res.disk
-    req = Requirements(
+    return Requirements(
         arches=frozenset({res.cpu.arch}) if res.cpu.arch else None,
+        arch_source="resources.cpu" if res.cpu.arch else "",
         cpu=float(res.cpu.count.min or 0),
         memory_bytes=int(res.memory.min or 0),
         gpu=_gpu_req(res.gpu),
         disk_bytes=disk.size.min if disk else None,
         nvme=res.nvme,
     )
-    rejection = first_rejection(req, host)
+
+
+def fleet_admission(fleet: FleetConfiguration, host: HostView) -> str:
+    """Why a host may not join `fleet` (its `resources` say what a member must have), or ""."""
+    if fleet.resources is None:
+        return ""
+    rejection = first_rejection(fleet_requirements(fleet), host)
     return rejection.reason if rejection else ""

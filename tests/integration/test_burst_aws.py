@@ -94,10 +94,22 @@ def join_token_in(user_data_text: str) -> str:
 
 
 def start_instance_agent(
-    controller: ControllerProcess, tmp_path: Path, instance: dict[str, Any], token: str, arch: str
+    controller: ControllerProcess,
+    tmp_path: Path,
+    instance: dict[str, Any],
+    token: str,
+    arch: str,
+    moto: MotoServer | None = None,
 ) -> Process:
-    """A simulated agent whose cloud metadata is that of the launched instance."""
+    """A simulated agent whose cloud metadata is that of the launched instance; with `moto`, its
+    CPUs and memory are the instance type's too (as DescribeInstanceTypes says)."""
     facts = json.loads(FACTS.read_text())
+    if moto is not None:
+        info = moto.client("ec2", REGION).describe_instance_types(InstanceTypes=[instance["InstanceType"]])
+        size = info["InstanceTypes"][0]
+        vcpus = size["VCpuInfo"]["DefaultVCpus"]
+        facts["cpu"].update(cores=vcpus, threads=vcpus)
+        facts["memory_bytes"] = int(size["MemoryInfo"]["SizeInMiB"] * 2**20 * 0.96)
     zone = instance["Placement"]["AvailabilityZone"]
     facts["cloud"] = {
         "provider": "aws", "region": REGION, "zone": zone, "zone_id": None,
