@@ -58,6 +58,8 @@ class Inventory:
         self.fleets: dict[str, FleetConfiguration] = {}
         self.volumes: dict[str, AppliedVolume] = {}
         self.generation = 0
+        # Told when a host goes offline, with the ids of its tasks (the controller notes it in their history).
+        self.on_offline: Callable[[str, list[str]], None] | None = None
         self._liveness_checked_at = 0.0
         self._zones: tuple[int, set[str]] = (-1, set())
 
@@ -192,6 +194,8 @@ class Inventory:
             self.index.upsert(view)
             if old is not None and old.live and not view.live:
                 self._went_offline(view)
+                if self.on_offline is not None:
+                    self.on_offline(view.name, self.tasks_on(view.id))
             if bump:
                 self.generation += 1
         return view

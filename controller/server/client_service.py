@@ -119,7 +119,7 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
             # Nobody there to stop it, maybe never again: stopped now; the agent gets a Release
             # when it returns (on_hello), which stops and removes the container.
             task, _ = on_stop_while_offline(task, self.c.clock())
-            self.c.store.update_task(task)
+            self.c.journal.update(task)
             self.c.release(task.id)
             self.c.publish_status(task)
             self.c.wake()
@@ -129,7 +129,7 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
             task.stop_requested = True
             task.abort_requested = task.abort_requested or request.abort
             self.c.sessions.send(task.host_id, self.c.stop_message(task))
-        self.c.store.update_task(task)
+        self.c.journal.update(task)
         self.c.publish_status(task)
         log.info("task %s: stop requested%s", task.name, " (abort)" if request.abort else "")
         return self.c.task_message(task)
