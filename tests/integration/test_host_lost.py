@@ -143,7 +143,7 @@ def test_stop_on_an_offline_host_stops_at_once_and_the_returning_agent_removes_t
         wait_for("host solo offline", lambda: host_row(c, "solo")["status"] == "offline", timeout=15)
 
         out = c.ctl("stop", "stop-me")
-        assert (out.returncode, out.stdout) == (0, "stopped stop-me\n"), out.stderr
+        assert (out.returncode, out.stdout) == (0, "stopped stop-me (stopped while its host was offline)\n"), out.stderr
         row = c.task("stop-me")  # at once, not when the host returns
         assert (row["status"], row["reason"]) == ("stopped", "stopped while its host was offline")
         assert (host_row(c, "solo")["cpu_used"], host_row(c, "solo")["tasks"]) == (0, 0)
