@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,13 +91,16 @@ class DockerRuntime:
         return TaskContainer(task_id, c) if c.labels.get(labels.TASK_ID) == task_id else None
 
     # ------------------------------------------------------------------ image
-    def prepare_image(self, image: str, always_pull: bool = False) -> None:
+    def prepare_image(self, image: str, always_pull: bool = False, pulling: Callable[[], None] | None = None) -> None:
         """Makes the native variant of `image` present, or raises RefusedError / StartError.
 
         Like Kubernetes' IfNotPresent: a tagged image already present is used as it is;
-        :latest (or always_pull) pulls. Pulls ask for this host's platform only."""
+        :latest (or always_pull) pulls. Pulls ask for this host's platform only. `pulling` is
+        called before the first pull (the task's history says so: a pull can take minutes)."""
         present = self._inspect(image)
         if present is None or always_pull or uses_latest(image):
+            if pulling is not None:
+                pulling()
             self._pull(image)
             present = self._inspect(image)
             if present is None:

@@ -71,7 +71,12 @@ class TaskRunner:
     async def _start(self) -> TaskContainer | None:
         spec = self.a.run
         try:
-            await asyncio.to_thread(self.runtime.prepare_image, spec.image, spec.always_pull)
+            loop = asyncio.get_running_loop()
+
+            def pulling() -> None:  # called in the pull's thread: the event is sent from the loop's
+                loop.call_soon_threadsafe(self.event, pb.TASK_EVENT_KIND_PULLING)
+
+            await asyncio.to_thread(self.runtime.prepare_image, spec.image, spec.always_pull, pulling)
             tc = await asyncio.to_thread(self.runtime.create_and_start, self.a.task_id, self.a.task_name, spec)
         except RefusedError as exc:
             log.warning("task %s: %s", self.a.task_name, exc.reason)

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -195,8 +196,34 @@ def cmd_stop(args: argparse.Namespace) -> int:
     client = Client(args)
     task = client.call(client.stub.StopTask, pb.StopTaskRequest(name=args.task, abort=args.abort))
     status = task_status(task)
-    verb = "stopped" if status is not None and status.terminal else ("aborting" if args.abort else "stopping")
-    print(f"{verb} {task.name}")
+    if status is None or not status.terminal:
+        print(f"{'aborting' if args.abort else 'stopping'} {task.name}")
+        return 0
+    # The first words stay "stopped NAME" for scripts; the why follows (an offline host, or a task
+    # that had ended before the stop arrived).
+    why = task.reason
+    if status != TaskStatus.STOPPED:
+        why = f"already {status}" + (f": {task.reason}" if task.reason else "")
+    print(f"stopped {task.name}" + (f" ({why})" if why else ""))
+    return 0
+
+
+# ------------------------------------------------------------------ events
+def history_time(at_ms: int) -> str:
+    """UTC, to the millisecond: events of one second keep their order readable."""
+    at = datetime.fromtimestamp(at_ms / 1000, tz=timezone.utc)
+    return at.strftime("%Y-%m-%d %H:%M:%S.") + f"{at_ms % 1000:03d}"
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    client = Client(args)
+    history = client.call(client.stub.TaskHistory, pb.TaskHistoryRequest(name=args.task))
+    entries = list(history.entries)
+    if args.json:
+        rows = [{"time": history_time(e.at_ms), "at_ms": e.at_ms, "kind": e.kind, "event": e.message} for e in entries]
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(render(["TIME (UTC)", "EVENT"], [[history_time(e.at_ms), e.message] for e in entries]))
     return 0
 
 
@@ -331,6 +358,11 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("task")
     stop.add_argument("--abort", action="store_true", help="SIGKILL at once")
     stop.set_defaults(func=cmd_stop)
+
+    events = sub.add_parser("events", parents=[common], help="a task's recent events, oldest first (times in UTC)")
+    events.add_argument("task", help="the task's name or id")
+    events.add_argument("--json", action="store_true")
+    events.set_defaults(func=cmd_events)
 
     apply = sub.add_parser("apply", parents=[common], help="apply a fleet or volume file")
     apply.add_argument("-f", "--file", required=True)

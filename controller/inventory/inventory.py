@@ -64,6 +64,8 @@ class Inventory:
         # must not open a window in which the host takes tasks again) until its agent says otherwise:
         # a watching agent states its notice, or that it has none, on every stream after one poll.
         self.notices: dict[str, pb.HostNotice] = {}
+        # Told when a host goes offline, with the ids of its tasks (the controller notes it in their history).
+        self.on_offline: Callable[[str, list[str]], None] | None = None
         self._liveness_checked_at = 0.0
         self._zones: tuple[int, set[str]] = (-1, set())
 
@@ -209,6 +211,8 @@ class Inventory:
             self.index.upsert(view)
             if old is not None and old.live and not view.live:
                 self._went_offline(view)
+                if self.on_offline is not None:
+                    self.on_offline(view.name, self.tasks_on(view.id))
             if bump:
                 self.generation += 1
         return view

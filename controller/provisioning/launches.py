@@ -140,7 +140,7 @@ class Launcher:
         if fresh is None or fresh.status != TaskStatus.PENDING or fresh.provisioning_reason == reason:
             return
         fresh.provisioning_reason = reason
-        self.ctx.store.update_task(fresh)
+        self.ctx.port.save_task(fresh)
         self.ctx.port.publish_status(fresh)
 
     async def launch(self, plan: Plan, offering: Offering, task: TaskRecord | None = None) -> bool:

@@ -36,6 +36,10 @@ class ControllerPort(Protocol):
         """Forgets a host whose instance is gone; its active tasks fail with `reason`."""
         ...
 
+    def save_task(self, task: TaskRecord) -> None:
+        """Writes a changed task (its provisioning reason), with the event history that change makes."""
+        ...
+
     def publish_status(self, task: TaskRecord) -> None:
         """Tells the task's watchers (dstackctl submit, ps) that it changed."""
         ...

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 
 from controller.inventory.inventory import Inventory
+from controller.scheduler.journal import TaskJournal
 from controller.scheduling.host_loss import LostHost, clock_text
 from controller.scheduling.lifecycle import on_host_lost
 from controller.store import Store
@@ -23,9 +24,14 @@ CHECK_S = 1.0  # hosts are lost by the clock: once a second is soon enough, and 
 
 class HostLoss:
     def __init__(
-        self, store: Store, inventory: Inventory, publish: Callable[[TaskRecord], None], clock: Callable[[], float]
+        self,
+        store: Store,
+        journal: TaskJournal,
+        inventory: Inventory,
+        publish: Callable[[TaskRecord], None],
+        clock: Callable[[], float],
     ) -> None:
-        self.store, self.inventory, self.publish, self.clock = store, inventory, publish, clock
+        self.store, self.journal, self.inventory, self.publish, self.clock = store, journal, inventory, publish, clock
         self._declared: set[str] = set()  # hosts whose tasks were ended, until they come back
         self._checked_at = 0.0
 
@@ -47,7 +53,7 @@ class HostLoss:
         for task in self.store.list_tasks(include_finished=False):
             after, effects = on_host_lost(task, host.host_id, host.name, host.last_heard, now)
             if effects.changed:
-                self.store.update_task(after)
+                self.journal.update(after)
                 ended.append(after.name)
             if effects.free_capacity:
                 self.inventory.release(after.id)

@@ -16,6 +16,7 @@ from controller.inventory.ledger import Share
 from controller.placement import Requirements
 from controller.placement.model import Decision
 from controller.scheduler.host_loss import HostLoss
+from controller.scheduler.journal import TaskJournal
 from controller.scheduling import taskspec
 from controller.scheduling.lifecycle import SUPPORTED_ARCHES
 from controller.scheduling.requirements import SubmitError, requirements
@@ -36,16 +37,17 @@ class Scheduler:
     def __init__(
         self,
         store: Store,
+        journal: TaskJournal,  # where placed and pending tasks are written
         inventory: Inventory,
         lookup: PlatformLookup,
         clock: Callable[[], float],
         publish: Publish,
         placed: Placed,  # sends the assignment (or attaches its cloud volumes first)
     ) -> None:
-        self.store, self.inventory, self.lookup, self.clock = store, inventory, lookup, clock
+        self.store, self.journal, self.inventory, self.lookup, self.clock = store, journal, inventory, lookup, clock
         self.publish, self.placed = publish, placed
         self.also_wake: Callable[[], None] | None = None  # the burst reconciler, when there is one
-        self.host_loss = HostLoss(store, inventory, publish, clock)
+        self.host_loss = HostLoss(store, journal, inventory, publish, clock)
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._scheduled_generation = -1
@@ -156,9 +158,9 @@ class Scheduler:
         # Placed: neither placement's why-not nor bursting's word applies any more.
         task.status, task.host_id, task.reason, task.provisioning_reason = TaskStatus.PROVISIONING, host.id, "", ""
         if stored:
-            self.store.update_task(task)
+            self.journal.update(task)
         else:
-            self.store.add_task(task)
+            self.journal.add(task)
         self.inventory.reserve(task.id, host.id, Share(req.cpu, req.memory_bytes, decision.gpus))
         log.info("task %s placed on %s", task.name, host.name)
         self.publish(task)
@@ -168,10 +170,10 @@ class Scheduler:
         """Placement's why-not only: what bursting says is the task's provisioning_reason, its own."""
         if not stored:
             task.reason = reason
-            self.store.add_task(task)
+            self.journal.add(task)
             log.info("task %s pending: %s", task.name, reason)
         elif task.reason != reason:
             task.reason = reason
-            self.store.update_task(task)
+            self.journal.update(task)
             self.publish(task)
             log.info("task %s pending: %s", task.name, reason)

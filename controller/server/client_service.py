@@ -20,7 +20,7 @@ from controller.scheduling.lifecycle import on_stop_while_offline
 from controller.scheduling.requirements import SubmitError, check_zones, mounts
 from controller.server.auth import require_api_token
 from controller.server.configs_service import ConfigsMixin
-from controller.server.convert import log_line
+from controller.server.convert import log_line, ms
 from controller.server.core import Controller
 from controller.status_wire import host_state, task_status
 from controller.statuses import HostStatus, TaskStatus
@@ -119,7 +119,7 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
             # Nobody there to stop it, maybe never again: stopped now; the agent gets a Release
             # when it returns (on_hello), which stops and removes the container.
             task, _ = on_stop_while_offline(task, self.c.clock())
-            self.c.store.update_task(task)
+            self.c.journal.update(task)
             self.c.release(task.id)
             self.c.publish_status(task)
             self.c.wake()
@@ -129,10 +129,20 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
             task.stop_requested = True
             task.abort_requested = task.abort_requested or request.abort
             self.c.sessions.send(task.host_id, self.c.stop_message(task))
-        self.c.store.update_task(task)
+        self.c.journal.update(task)
         self.c.publish_status(task)
         log.info("task %s: stop requested%s", task.name, " (abort)" if request.abort else "")
         return self.c.task_message(task)
+
+    async def TaskHistory(
+        self, request: pb.TaskHistoryRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TaskHistoryResponse:
+        await self._auth(context)
+        task = await self._find(request.name, context)
+        entries = [
+            pb.TaskHistoryEntry(at_ms=ms(e.at), kind=e.kind, message=e.message) for e in self.c.journal.history(task.id)
+        ]
+        return pb.TaskHistoryResponse(task=self.c.task_message(task), entries=entries)
 
     async def StreamLogs(
         self, request: pb.StreamLogsRequest, context: grpc.aio.ServicerContext

@@ -79,14 +79,18 @@ class ConfigsMixin(CloudMixin):
         if self.c.store.get_config(request.kind, request.name) is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no {request.kind} named {request.name!r}")
         if request.kind == "fleet":
-            hosts = [h.name for h in self.c.index.hosts() if h.fleet == request.name]
+            members = [h for h in self.c.index.hosts() if h.fleet == request.name]
+            on_members = {h.id for h in members}
+            # The tasks that name the fleet, and those on its hosts (which may name none): an
+            # offline host's tasks are as much in use as a live one's, and the operator must see them.
             tasks = [
                 t.name
                 for t in self.c.store.list_tasks(include_finished=False)
-                if request.name in taskspec.parse(t.configuration_json).fleets
+                if t.host_id in on_members or request.name in taskspec.parse(t.configuration_json).fleets
             ]
-            if (hosts or tasks) and not request.force:
-                users = ", ".join([*(f"host {h}" for h in hosts[:3]), *(f"task {t}" for t in tasks[:3])])
+            if (members or tasks) and not request.force:
+                hosts = [f"host {h.name}" + ("" if h.live else " (offline)") for h in members]
+                users = ", ".join([*_first(hosts, "hosts"), *_first([f"task {t}" for t in tasks], "tasks")])
                 await context.abort(
                     grpc.StatusCode.FAILED_PRECONDITION,
                     f"fleet {request.name} is in use ({users}); pass --force to delete it anyway",
@@ -199,3 +203,8 @@ def created_volume_id(existing: ConfigRecord | None, config: VolumeConfiguration
     if stored.volume_id and stored.model_copy(update={"volume_id": None}) == config:
         return stored.volume_id
     return ""
+
+
+def _first(names: list[str], what: str, shown: int = 5) -> list[str]:
+    """The first few names, then how many more: a sentence, not a listing of thousands."""
+    return names if len(names) <= shown else [*names[:shown], f"{len(names) - shown} more {what}"]

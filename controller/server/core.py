@@ -23,8 +23,9 @@ from controller.inventory.inventory import Inventory
 from controller.inventory.views import host_facts
 from controller.placement import HostIndex, HostView, Requirements
 from controller.placement.model import Decision
+from controller.scheduler.journal import TaskJournal
 from controller.scheduler.scheduler import Scheduler
-from controller.scheduling import taskspec
+from controller.scheduling import task_events, taskspec
 from controller.scheduling.lifecycle import Report, on_interrupted, on_report
 from controller.scheduling.requirements import AppliedVolume
 from controller.server import assignments
@@ -62,7 +63,12 @@ class Controller:
         self.sessions = Sessions()
         self.events = TaskEvents()
         self.inventory = Inventory(store, self.sessions, settings.host_grace_s, clock, settings.host_lost_after_s)
-        self.scheduler = Scheduler(store, self.inventory, lookup, clock, self.publish_status, self._placed)
+        # Every task write goes through the journal, which keeps the task's event history.
+        self.journal = TaskJournal(store, self.host_name, clock)
+        self.inventory.on_offline = self._host_offline
+        self.scheduler = Scheduler(
+            store, self.journal, self.inventory, lookup, clock, self.publish_status, self._placed
+        )
         self.tls = tls
         self.agent_port = agent_port
         self.burst: Burster | None = None  # set when the config file configures backends
@@ -144,7 +150,7 @@ class Controller:
         for task in self.store.list_tasks(include_finished=False):
             if task.host_id == host.id:
                 task.status, task.reason, task.finished_at = TaskStatus.FAILED, reason, now
-                self.store.update_task(task)
+                self.journal.update(task)
                 self.release(task.id)
                 self.publish_status(task)
         # Deleting the record revokes its certificate: the next handshake names a host that is gone.
@@ -211,7 +217,7 @@ class Controller:
                     f"attaching volume {name}: {exc}",
                     self.clock(),
                 )
-                self.store.update_task(fresh)
+                self.journal.update(fresh)
                 self.release(fresh.id)
                 self.publish_status(fresh)
                 log.warning("task %s failed: %s", fresh.name, fresh.reason)
@@ -237,6 +243,12 @@ class Controller:
     def stop_message(self, task: TaskRecord) -> pb.ControllerMessage:
         return assignments.stop_message(task, self.settings.stop_grace_s)
 
+    def save_task(self, task: TaskRecord) -> None:
+        self.journal.update(task)
+
+    def _host_offline(self, host_name: str, task_ids: list[str]) -> None:
+        self.journal.note(task_ids, task_events.HOST_OFFLINE, f"host {host_name} offline")
+
     def publish_status(self, task: TaskRecord) -> None:
         self.events.publish(task.id, pb.LogEvent(status=self.task_message(task)))
 
@@ -261,11 +273,16 @@ class Controller:
         task = self.store.get_task(event.task_id)
         if task is None:
             return [pb.ControllerMessage(release=pb.Release(task_id=event.task_id))]
+        if event.kind == pb.TASK_EVENT_KIND_PULLING:
+            # A history line only: the status stays provisioning.
+            if task.host_id == host.id and not task.terminal:
+                self.journal.note([task.id], task_events.PULLING, f"pulling {task.image}", Report.from_proto(event).at)
+            return []
         task, effects = on_report(task, host.id, Report.from_proto(event), self.clock())
         if effects.refusal:
             log.warning("host %s refused task %s: %s", host.name, task.name, effects.refusal)
         if effects.changed:
-            self.store.update_task(task)
+            self.journal.update(task)
             log.info("task %s is %s%s", task.name, task.status, f": {task.reason}" if task.reason else "")
         if effects.free_capacity:
             self.release(task.id)
@@ -291,7 +308,7 @@ class Controller:
         for task in self.store.list_tasks(include_finished=False):
             after, effects = on_interrupted(task, host.id, notice.text, now)
             if effects.changed:
-                self.store.update_task(after)
+                self.journal.update(after)
                 ended.append(after.name)
             if effects.free_capacity:
                 self.release(after.id)

@@ -12,6 +12,7 @@ from controller.store.records import (
     HostRecord,
     InstanceRecord,
     StoredLogLine,
+    TaskHistoryEntry,
     TaskRecord,
     TokenRecord,
 )
@@ -78,6 +79,15 @@ class Store(ABC):
 
     @abstractmethod
     def update_task(self, task: TaskRecord) -> None: ...
+
+    # task event history
+    @abstractmethod
+    def add_task_events(self, task_id: str, entries: Sequence[TaskHistoryEntry]) -> None:
+        """Appends to a task's history, keeping only its most recent entries (the store's bound)."""
+
+    @abstractmethod
+    def task_events(self, task_id: str) -> list[TaskHistoryEntry]:
+        """A task's history, oldest first."""
 
     # logs
     @abstractmethod

@@ -141,3 +141,12 @@ class StoredLogLine:
     seq: int
     ts_ns: int
     data: bytes
+
+
+@dataclass(frozen=True)
+class TaskHistoryEntry:
+    """One line of a task's event history (`dstackctl events`): what happened, when."""
+
+    at: float  # epoch seconds
+    kind: str  # one word (controller/scheduling/task_events.py names them)
+    message: str  # the sentence shown, e.g. "placed on gpu-3"

@@ -24,6 +24,7 @@ from controller.store.records import (
     HostRecord,
     InstanceRecord,
     StoredLogLine,
+    TaskHistoryEntry,
     TaskRecord,
     TokenRecord,
 )
@@ -44,6 +45,7 @@ from controller.store.sqlite_schema import (
     SCHEMA,
     SCHEMA_VERSION,
     TASK_COLUMNS,
+    TASK_EVENTS_KEPT,
     TOKEN_COLUMNS,
 )
 
@@ -247,6 +249,26 @@ class SQLiteStore(Store):
                 "abort_requested=?, refused_hosts=?, refusal=?, provisioning_reason=? WHERE id=?",
                 (*row[1:], row[0]),
             )
+
+    # ------------------------------------------------------------ task events
+    def add_task_events(self, task_id: str, entries: Sequence[TaskHistoryEntry]) -> None:
+        if not entries:
+            return
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO task_events (task_id, at, kind, message) VALUES (?,?,?,?)",
+                [(task_id, e.at, e.kind, e.message) for e in entries],
+            )
+            # Trimmed as it grows, so the bound holds without a sweeper.
+            db.execute(
+                "DELETE FROM task_events WHERE task_id = ? AND seq <= ("
+                "SELECT seq FROM task_events WHERE task_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                (task_id, task_id, TASK_EVENTS_KEPT),
+            )
+
+    def task_events(self, task_id: str) -> list[TaskHistoryEntry]:
+        rows = self._query("SELECT at, kind, message FROM task_events WHERE task_id = ? ORDER BY seq", (task_id,))
+        return [TaskHistoryEntry(float(at), str(kind), str(message)) for at, kind, message in rows]
 
     # -------------------------------------------------------------------- logs
     def append_logs(self, task_id: str, lines: Sequence[StoredLogLine]) -> list[StoredLogLine]:

@@ -55,7 +55,18 @@ CREATE TABLE IF NOT EXISTS volume_attachments (
     lun INTEGER, attached_at REAL NOT NULL, PRIMARY KEY (volume, host_id)
 );
 CREATE INDEX IF NOT EXISTS volume_attachments_host ON volume_attachments (host_id);
+-- Added after the first release: CREATE ... IF NOT EXISTS gives an older database the table on open.
+-- A task's event history (`dstackctl events`), in the order written; the last TASK_EVENTS_KEPT per task.
+CREATE TABLE IF NOT EXISTS task_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, task_id TEXT NOT NULL, at REAL NOT NULL, kind TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS task_events_task ON task_events (task_id, seq);
 """
+
+# A task's history is short, as `kubectl describe` and `nomad alloc status` keep theirs: a task
+# that flaps between hosts or retries for hours must not grow the database without end.
+TASK_EVENTS_KEPT = 50
 
 
 class AddedColumn(NamedTuple):

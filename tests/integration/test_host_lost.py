@@ -143,7 +143,7 @@ def test_stop_on_an_offline_host_stops_at_once_and_the_returning_agent_removes_t
         wait_for("host solo offline", lambda: host_row(c, "solo")["status"] == "offline", timeout=15)
 
         out = c.ctl("stop", "stop-me")
-        assert (out.returncode, out.stdout) == (0, "stopped stop-me\n"), out.stderr
+        assert (out.returncode, out.stdout) == (0, "stopped stop-me (stopped while its host was offline)\n"), out.stderr
         row = c.task("stop-me")  # at once, not when the host returns
         assert (row["status"], row["reason"]) == ("stopped", "stopped while its host was offline")
         assert (host_row(c, "solo")["cpu_used"], host_row(c, "solo")["tasks"]) == (0, 0)
@@ -154,6 +154,38 @@ def test_stop_on_an_offline_host_stops_at_once_and_the_returning_agent_removes_t
         wait_for("the container's removal", lambda: not containers_of(docker_engine, task["id"]), timeout=30)
         row = c.task("stop-me")
         assert (row["status"], row["reason"]) == ("stopped", "stopped while its host was offline")
+    finally:
+        agent.stop()
+
+
+def test_an_offline_fleets_deletion_names_its_hosts_tasks_and_removing_the_host_ends_them(
+    lost_fast: ControllerProcess, tmp_path: Path, our_containers: list[str]
+) -> None:
+    c = lost_fast
+    fleet = write_task(tmp_path / "pool.yaml", "type: fleet\nname: pool\n")
+    assert c.ctl("apply", "-f", str(fleet)).returncode == 0
+    agent = AgentProcess(c, tmp_path / "solo", c.token("--fleet", "pool"), "solo")
+    agent.start_and_wait_online()
+    try:
+        task = submit(c, tmp_path, "on-pool", 1, our_containers)  # names no fleet: it is on one
+        c.wait_status("on-pool", "running", timeout=60)
+        agent.kill()
+        wait_for("host solo offline", lambda: host_row(c, "solo")["status"] == "offline", timeout=15)
+
+        refused = c.ctl("delete", "fleet", "pool")
+        assert (refused.returncode, refused.stderr) == (
+            1,
+            "dstackctl: fleet pool is in use (host solo (offline), task on-pool); pass --force to delete it anyway\n",
+        )
+        assert c.ctl("delete", "fleet", "pool", "--force").returncode == 0
+        assert c.task("on-pool")["status"] == "running"  # the fleet's config went; its host did not
+
+        assert c.ctl("hosts", "rm", "solo").returncode == 0
+        row = c.task("on-pool")  # at once, well before the host would be lost
+        assert (row["status"], row["reason"]) == ("failed", "host solo was removed")
+        events = [e["event"] for e in c.ctl_json("events", "on-pool")]
+        assert events[-2:] == ["host solo offline", "failed: host solo was removed"]
+        assert task["id"] in our_containers
     finally:
         agent.stop()
 

@@ -27,6 +27,7 @@ class Port:
 
     def __init__(self) -> None:
         self.published: list[TaskRecord] = []
+        self.store: Store | None = None  # set by burster(): where save_task writes
 
     @property
     def fleets(self) -> Mapping[str, FleetConfiguration]:
@@ -43,6 +44,10 @@ class Port:
 
     def remove_host(self, host_id: str, reason: str) -> object:
         return None
+
+    def save_task(self, task: TaskRecord) -> None:
+        assert self.store is not None
+        self.store.update_task(task)
 
     def publish_status(self, task: TaskRecord) -> None:
         self.published.append(task)
@@ -62,6 +67,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def burster(store: Store, port: Port) -> Burster:
+    port.store = store
     return Burster(port, store, ControllerFileConfig(), "tag", "192.0.2.10:7443", clock=lambda: 1000.0)
 
 

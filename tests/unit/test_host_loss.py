@@ -14,6 +14,7 @@ from controller.inventory.inventory import Inventory
 from controller.inventory.ledger import Share
 from controller.placement import HostView
 from controller.scheduler.host_loss import HostLoss
+from controller.scheduler.journal import TaskJournal
 from controller.scheduling.host_loss import LossSettings, LostHost, lost_hosts
 from controller.statuses import TaskStatus
 from controller.store import Store, open_store
@@ -99,7 +100,7 @@ def test_a_silent_host_goes_offline_then_lost_and_its_task_ends_once(
     add_host_with_task(store, T0)
     inventory = start_inventory(store, streams, clock)
     published: list[TaskRecord] = []
-    loss = HostLoss(store, inventory, published.append, clock)
+    loss = HostLoss(store, TaskJournal(store, lambda host_id: host_id, clock), inventory, published.append, clock)
     assert inventory.index.get("h1").live and inventory.ledger.on_host("h1").cpu == 2
 
     clock.now = T0 + 3  # it spoke 2 s ago: the stream's time is fresher than the stored one
@@ -141,7 +142,7 @@ def test_a_restarted_controller_counts_from_the_stored_time_after_the_grace(stor
     add_host_with_task(store, T0)  # the stored last word, written at the disconnect
     clock = Clock(T0 + 10)  # the controller restarts 10 s later, inside the lost period
     inventory = start_inventory(store, {}, clock)
-    loss = HostLoss(store, inventory, lambda task: None, clock)
+    loss = HostLoss(store, TaskJournal(store, lambda host_id: host_id, clock), inventory, lambda task: None, clock)
     clock.now = T0 + 14.5
     loss.check()
     assert store.get_task("t1").status == TaskStatus.RUNNING
@@ -155,7 +156,7 @@ def test_a_host_back_inside_the_lost_period_keeps_its_task(store: Store) -> None
     clock, streams = Clock(T0), {"h1": Stream(T0)}
     add_host_with_task(store, T0)
     inventory = start_inventory(store, streams, clock)
-    loss = HostLoss(store, inventory, lambda task: None, clock)
+    loss = HostLoss(store, TaskJournal(store, lambda host_id: host_id, clock), inventory, lambda task: None, clock)
     del streams["h1"]
     clock.now = T0 + 10
     inventory.refresh_liveness()

@@ -15,6 +15,7 @@ class TaskEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_EVENT_KIND_REFUSED: _ClassVar[TaskEventKind]
     TASK_EVENT_KIND_FAILED_TO_START: _ClassVar[TaskEventKind]
     TASK_EVENT_KIND_LOST: _ClassVar[TaskEventKind]
+    TASK_EVENT_KIND_PULLING: _ClassVar[TaskEventKind]
 
 class LogStream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -45,6 +46,7 @@ TASK_EVENT_KIND_EXITED: TaskEventKind
 TASK_EVENT_KIND_REFUSED: TaskEventKind
 TASK_EVENT_KIND_FAILED_TO_START: TaskEventKind
 TASK_EVENT_KIND_LOST: TaskEventKind
+TASK_EVENT_KIND_PULLING: TaskEventKind
 LOG_STREAM_UNSPECIFIED: LogStream
 LOG_STREAM_STDOUT: LogStream
 LOG_STREAM_STDERR: LogStream
@@ -398,6 +400,30 @@ class Release(_message.Message):
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     def __init__(self, task_id: _Optional[str] = ...) -> None: ...
+
+class TaskHistoryRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class TaskHistoryEntry(_message.Message):
+    __slots__ = ("at_ms", "kind", "message")
+    AT_MS_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    at_ms: int
+    kind: str
+    message: str
+    def __init__(self, at_ms: _Optional[int] = ..., kind: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class TaskHistoryResponse(_message.Message):
+    __slots__ = ("task", "entries")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    task: Task
+    entries: _containers.RepeatedCompositeFieldContainer[TaskHistoryEntry]
+    def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., entries: _Optional[_Iterable[_Union[TaskHistoryEntry, _Mapping]]] = ...) -> None: ...
 
 class ApplyRequest(_message.Message):
     __slots__ = ("kind", "configuration_json")

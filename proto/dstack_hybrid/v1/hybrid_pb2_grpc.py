@@ -228,6 +228,11 @@ class ClientServiceStub:
                 request_serializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.CheckInstanceTypesRequest.SerializeToString,
                 response_deserializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.CheckInstanceTypesResponse.FromString,
                 _registered_method=True)
+        self.TaskHistory = channel.unary_unary(
+                '/dstack_hybrid.v1.ClientService/TaskHistory',
+                request_serializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.TaskHistoryRequest.SerializeToString,
+                response_deserializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.TaskHistoryResponse.FromString,
+                _registered_method=True)
 
 
 class ClientServiceServicer:
@@ -319,6 +324,13 @@ class ClientServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TaskHistory(self, request, context):
+        """A task's recent events (submitted, placed, pulling, started, exited, ...), oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClientServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -386,6 +398,11 @@ def add_ClientServiceServicer_to_server(servicer, server):
                     servicer.CheckInstanceTypes,
                     request_deserializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.CheckInstanceTypesRequest.FromString,
                     response_serializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.CheckInstanceTypesResponse.SerializeToString,
+            ),
+            'TaskHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.TaskHistory,
+                    request_deserializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.TaskHistoryRequest.FromString,
+                    response_serializer=dstack__hybrid_dot_v1_dot_hybrid__pb2.TaskHistoryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -742,6 +759,33 @@ class ClientService:
             '/dstack_hybrid.v1.ClientService/CheckInstanceTypes',
             dstack__hybrid_dot_v1_dot_hybrid__pb2.CheckInstanceTypesRequest.SerializeToString,
             dstack__hybrid_dot_v1_dot_hybrid__pb2.CheckInstanceTypesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TaskHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dstack_hybrid.v1.ClientService/TaskHistory',
+            dstack__hybrid_dot_v1_dot_hybrid__pb2.TaskHistoryRequest.SerializeToString,
+            dstack__hybrid_dot_v1_dot_hybrid__pb2.TaskHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,
