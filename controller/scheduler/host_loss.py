@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from controller.inventory.inventory import Inventory
 from controller.scheduling.host_loss import LostHost, clock_text
-from controller.scheduling.lifecycle import on_host_lost
+from controller.scheduling.lifecycle import Effects, on_host_lost
 from controller.store import Store
 from controller.store.records import TaskRecord
 
@@ -23,9 +23,15 @@ CHECK_S = 1.0  # hosts are lost by the clock: once a second is soon enough, and 
 
 class HostLoss:
     def __init__(
-        self, store: Store, inventory: Inventory, publish: Callable[[TaskRecord], None], clock: Callable[[], float]
+        self,
+        store: Store,
+        inventory: Inventory,
+        publish: Callable[[TaskRecord], None],
+        clock: Callable[[], float],
+        store_after: Callable[[TaskRecord, Effects], TaskRecord] | None = None,  # a retry writes its marker too
     ) -> None:
         self.store, self.inventory, self.publish, self.clock = store, inventory, publish, clock
+        self.store_after = store_after
         self._declared: set[str] = set()  # hosts whose tasks were ended, until they come back
         self._checked_at = 0.0
 
@@ -47,15 +53,18 @@ class HostLoss:
         for task in self.store.list_tasks(include_finished=False):
             after, effects = on_host_lost(task, host.host_id, host.name, host.last_heard, now)
             if effects.changed:
-                self.store.update_task(after)
-                ended.append(after.name)
+                if self.store_after is not None:
+                    after = self.store_after(after, effects)
+                else:
+                    self.store.update_task(after)
+                ended.append(after.name if after.terminal else f"{after.name} (retried as attempt {after.attempt})")
             if effects.free_capacity:
                 self.inventory.release(after.id)
             if effects.publish:
                 self.publish(after)
         if ended:
             log.warning(
-                "host %s is lost (last heard %s UTC, %.0fs ago): its tasks %s ended",
+                "host %s is lost (last heard %s UTC, %.0fs ago): its tasks %s ended",  # or were retried
                 host.name,
                 clock_text(host.last_heard),
                 now - host.last_heard,

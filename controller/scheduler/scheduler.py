@@ -17,7 +17,7 @@ from controller.placement import Requirements
 from controller.placement.model import Decision
 from controller.scheduler.host_loss import HostLoss
 from controller.scheduling import taskspec
-from controller.scheduling.lifecycle import SUPPORTED_ARCHES
+from controller.scheduling.lifecycle import SUPPORTED_ARCHES, Effects
 from controller.scheduling.requirements import SubmitError, requirements
 from controller.statuses import TaskStatus
 from controller.store import StorageError, Store
@@ -30,6 +30,7 @@ FULL_PASS_S = 60.0  # every pending task is tried once a minute whatever changed
 
 Placed = Callable[[TaskRecord, Decision], None]
 Publish = Callable[[TaskRecord], None]
+StoreAfter = Callable[[TaskRecord, Effects], TaskRecord]
 
 
 class Scheduler:
@@ -41,11 +42,12 @@ class Scheduler:
         clock: Callable[[], float],
         publish: Publish,
         placed: Placed,  # sends the assignment (or attaches its cloud volumes first)
+        store_after: StoreAfter | None = None,  # stores a transition's task (a retry with its log marker)
     ) -> None:
         self.store, self.inventory, self.lookup, self.clock = store, inventory, lookup, clock
         self.publish, self.placed = publish, placed
         self.also_wake: Callable[[], None] | None = None  # the burst reconciler, when there is one
-        self.host_loss = HostLoss(store, inventory, publish, clock)
+        self.host_loss = HostLoss(store, inventory, publish, clock, store_after)
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._scheduled_generation = -1

@@ -23,12 +23,13 @@ from controller.inventory.inventory import Inventory
 from controller.inventory.views import host_facts
 from controller.placement import HostIndex, HostView, Requirements
 from controller.placement.model import Decision
+from controller.scheduler.attempts import begin_attempt
 from controller.scheduler.scheduler import Scheduler
 from controller.scheduling import taskspec
-from controller.scheduling.lifecycle import Report, on_report
+from controller.scheduling.lifecycle import Effects, Report, attempt_of, on_report
 from controller.scheduling.requirements import AppliedVolume
 from controller.server import assignments
-from controller.server.convert import task_message
+from controller.server.convert import log_line, task_message
 from controller.server.events import TaskEvents
 from controller.server.sessions import Sessions
 from controller.settings import ControllerSettings
@@ -62,7 +63,9 @@ class Controller:
         self.sessions = Sessions()
         self.events = TaskEvents()
         self.inventory = Inventory(store, self.sessions, settings.host_grace_s, clock, settings.host_lost_after_s)
-        self.scheduler = Scheduler(store, self.inventory, lookup, clock, self.publish_status, self._placed)
+        self.scheduler = Scheduler(
+            store, self.inventory, lookup, clock, self.publish_status, self._placed, self.store_task_after
+        )
         self.tls = tls
         self.agent_port = agent_port
         self.burst: Burster | None = None  # set when the config file configures backends
@@ -92,10 +95,11 @@ class Controller:
 
     def task_message(self, task: TaskRecord) -> pb.Task:
         try:
-            resources = taskspec.resources_text(taskspec.parse(task.configuration_json))
+            config = taskspec.parse(task.configuration_json)
         except ValueError:
-            resources = ""
-        return task_message(task, self.host_name(task.host_id), resources)
+            return task_message(task, self.host_name(task.host_id))
+        retry = str(config.retry) if config.retry is not None else ""
+        return task_message(task, self.host_name(task.host_id), taskspec.resources_text(config), retry)
 
     def host_facts(self, host: HostRecord) -> pb.HostFacts:
         return host_facts(host)
@@ -240,32 +244,49 @@ class Controller:
     def publish_status(self, task: TaskRecord) -> None:
         self.events.publish(task.id, pb.LogEvent(status=self.task_message(task)))
 
+    def store_task_after(self, task: TaskRecord, effects: Effects) -> TaskRecord:
+        """Stores a task a transition changed; a retried one with its marker line first, which
+        followers see as they see any line."""
+        if not effects.marker:
+            self.store.update_task(task)
+            return task
+        task, line = begin_attempt(self.store, task, effects.marker)
+        self.events.publish(task.id, pb.LogEvent(line=log_line(line)))
+        log.info("task %s is retried as attempt %d: %s", task.name, task.attempt, task.reason)
+        return task
+
     # ------------------------------------------------------- agent reports
-    def on_hello(self, host: HostRecord, container_task_ids: list[str]) -> list[pb.ControllerMessage]:
-        """What a (re)connected agent must do: re-adopt or start its tasks, stop what was
-        stopped meanwhile, and remove containers whose task has ended or moved."""
+    def on_hello(self, host: HostRecord, containers: list[tuple[str, int]]) -> list[pb.ControllerMessage]:
+        """What a (re)connected agent must do: re-adopt or start its tasks, stop what was stopped
+        meanwhile, and remove containers whose task has ended or moved, or whose attempt is not
+        the current one (the host was declared lost and the task retried elsewhere)."""
         out: list[pb.ControllerMessage] = []
-        mine = set()
+        mine: set[tuple[str, int]] = set()
         for task in self.store.list_tasks(include_finished=False):
             if task.host_id == host.id and task.status.active_on_host:
-                mine.add(task.id)
+                mine.add((task.id, task.attempt))
                 out.append(self.assignment(task))
                 if task.stop_requested:
                     out.append(self.stop_message(task))
-        for task_id in container_task_ids:
-            if task_id not in mine:
-                out.append(pb.ControllerMessage(release=pb.Release(task_id=task_id)))
+        for task_id, attempt in containers:
+            if (task_id, attempt_of(attempt)) not in mine:
+                out.append(release(task_id, attempt))
         return out
 
     def on_task_event(self, host: HostRecord, event: pb.TaskEvent) -> list[pb.ControllerMessage]:
+        if event.kind == pb.TASK_EVENT_KIND_SUPERSEDED:
+            # The agent did what a Release asked of a stale attempt: nothing to record, nothing to answer.
+            log.info("host %s removed attempt %d of task %s: superseded", host.name, attempt_of(event.attempt),
+                     event.task_id)  # fmt: skip
+            return []
         task = self.store.get_task(event.task_id)
         if task is None:
-            return [pb.ControllerMessage(release=pb.Release(task_id=event.task_id))]
+            return [release(event.task_id, event.attempt)]
         task, effects = on_report(task, host.id, Report.from_proto(event), self.clock())
         if effects.refusal:
             log.warning("host %s refused task %s: %s", host.name, task.name, effects.refusal)
         if effects.changed:
-            self.store.update_task(task)
+            task = self.store_task_after(task, effects)
             log.info("task %s is %s%s", task.name, task.status, f": {task.reason}" if task.reason else "")
         if effects.free_capacity:
             self.release(task.id)
@@ -273,4 +294,9 @@ class Controller:
             self.publish_status(task)
         if effects.wake_scheduler:
             self.wake()
-        return [pb.ControllerMessage(release=pb.Release(task_id=task.id))] if effects.release_container else []
+        # The report's attempt, not the task's: a retried task's current attempt is a new one.
+        return [release(task.id, event.attempt)] if effects.release_container else []
+
+
+def release(task_id: str, attempt: int) -> pb.ControllerMessage:
+    return pb.ControllerMessage(release=pb.Release(task_id=task_id, attempt=attempt_of(attempt)))
