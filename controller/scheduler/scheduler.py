@@ -10,6 +10,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from controller.configs.retry import duration_text
 from controller.images.platforms import PlatformLookup, native_arches
 from controller.inventory.inventory import Inventory
 from controller.inventory.ledger import Share
@@ -19,6 +20,7 @@ from controller.scheduler.host_loss import HostLoss
 from controller.scheduling import taskspec
 from controller.scheduling.lifecycle import SUPPORTED_ARCHES, Effects
 from controller.scheduling.requirements import SubmitError, requirements
+from controller.scheduling.retry import window_end
 from controller.statuses import TaskStatus
 from controller.store import StorageError, Store
 from controller.store.records import TaskRecord
@@ -152,6 +154,8 @@ class Scheduler:
                     self._unfit, self._unfit_generation = {}, generation
                 unfit = self._unfit[req] = decision.reason
             reason = f"{task.refusal} ({unfit})" if task.refusal else unfit
+            if stored and self._retry_window_over(task, reason):
+                return
             self.set_pending_reason(task, reason, stored)
             return
         host = decision.chosen
@@ -165,6 +169,21 @@ class Scheduler:
         log.info("task %s placed on %s", task.name, host.name)
         self.publish(task)
         self.placed(task, decision)
+
+    def _retry_window_over(self, task: TaskRecord, reason: str) -> bool:
+        """A task whose retry policy bounds its wait for a place (a retried attempt, or `no-capacity`)
+        ends `failed` once that time is up, as dstack ends it with "retry limit exceeded"."""
+        policy = taskspec.parse(task.configuration_json).retry
+        end = window_end(policy, task.retry_since, task.submitted_at)
+        now = self.clock()
+        if policy is None or end is None or now <= end:
+            return False
+        task.status, task.finished_at = TaskStatus.FAILED, now
+        task.reason = f"{reason}; no place within the retry duration {duration_text(policy.duration)}"
+        self.store.update_task(task)
+        self.publish(task)
+        log.info("task %s failed: %s", task.name, task.reason)
+        return True
 
     def set_pending_reason(self, task: TaskRecord, reason: str, stored: bool = True) -> None:
         """Placement's why-not only: what bursting says is the task's provisioning_reason, its own."""
