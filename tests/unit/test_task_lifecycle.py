@@ -27,7 +27,7 @@ RETRY_ON_INTERRUPTION = '{"image": "img", "retry": {"on_events": ["interruption"
 RETRY_ON_INTERRUPTION_1H = '{"image": "img", "retry": {"on_events": ["interruption"]}}'  # dstack's default: 1h
 
 
-def RETRIED(marker: str) -> Effects:  # noqa: N802 (reads as a constant in the table)
+def retried(marker: str) -> Effects:
     return dataclasses.replace(ENDED, marker=marker)
 
 
@@ -144,7 +144,7 @@ ROWS: list[tuple[str, TaskRecord, Report, dict[str, Any], Effects]] = [
             "retry_since": 990.0,
             "reason": "retrying as attempt 2: exited with code 3",
         },
-        RETRIED("--- attempt 2 (attempt 1: exited with code 3) ---"),
+        retried("--- attempt 2 (attempt 1: exited with code 3) ---"),
     ),
     (
         "exit 3 with retry on interruption only: failed as without retry",
@@ -158,14 +158,14 @@ ROWS: list[tuple[str, TaskRecord, Report, dict[str, Any], Effects]] = [
         task(configuration_json=RETRY_ON_ERROR),
         Report(pb.TASK_EVENT_KIND_FAILED_TO_START, reason="no such image"),
         {"status": TaskStatus.PENDING, "attempt": 2, "reason": "retrying as attempt 2: no such image"},
-        RETRIED("--- attempt 2 (attempt 1: no such image) ---"),
+        retried("--- attempt 2 (attempt 1: no such image) ---"),
     ),
     (
         "a lost container is an interruption: retried on interruption",
         task(status=TaskStatus.RUNNING, configuration_json=RETRY_ON_INTERRUPTION),
         Report(pb.TASK_EVENT_KIND_LOST, reason="the container disappeared"),
         {"status": TaskStatus.PENDING, "attempt": 2},
-        RETRIED("--- attempt 2 (attempt 1: the container disappeared) ---"),
+        retried("--- attempt 2 (attempt 1: the container disappeared) ---"),
     ),
     (
         "a stop requested, then a failing exit: stopped, never retried",
