@@ -120,7 +120,7 @@ def test_a_lost_hosts_task_runs_again_as_attempt_2_elsewhere_and_the_returning_h
         assert row["host"] == "second" and row["retry"] == "interruption for 1h"
         assert attempts_present(docker_engine, task["id"]) == ["1", "2"]  # attempt 1 runs on, unfenced yet
         verbose = c.ctl("ps", "-a", "-v")
-        assert re.search(r"counts\s+running\s+second\s+\S+\s+\S+\s+\S+\s+2\s+interruption for 1h", verbose.stdout), (
+        assert re.search(r"counts\s+running\s+second\s.*mem=64MB\.\.\s+2\s+interruption for 1h", verbose.stdout), (
             verbose.stdout
         )
 
