@@ -7,7 +7,9 @@ before (tests/integration/test_host_lost.py)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from typing import Any
 import docker.errors
 import pytest
 
-from tests.support.cluster import AgentProcess, ControllerProcess, wait_for, write_task
+from tests.support.cluster import BIN, AgentProcess, ControllerProcess, wait_for, write_task
 from tests.support.dockerd import DockerEngine
 from tests.support.registry import Registry
 
@@ -90,6 +92,18 @@ def attempts_present(engine: DockerEngine, task_id: str) -> list[str]:
         client.close()
 
 
+def follow_logs(c: ControllerProcess, name: str, out: Path) -> subprocess.Popen[bytes]:
+    env = dict(
+        os.environ,
+        DSTACK_CONTROLLER=c.address,
+        DSTACK_TOKEN=c.admin_token,
+        DSTACK_CA_FILE=str(c.ca_file),
+        HOME=str(c.data_dir.parent),
+    )
+    with out.open("wb") as stdout, out.with_suffix(".err").open("wb") as stderr:
+        return subprocess.Popen([str(BIN / "dstackctl"), "logs", "-f", name], stdout=stdout, stderr=stderr, env=env)
+
+
 def submit(c: ControllerProcess, tmp_path: Path, name: str, text: str, ids: list[str]) -> dict[str, Any]:
     out = c.ctl("submit", "-d", "-f", str(write_task(tmp_path / f"{name}.yaml", text)))
     assert out.returncode == 0, out.stderr
@@ -105,11 +119,13 @@ def test_a_lost_hosts_task_runs_again_as_attempt_2_elsewhere_and_the_returning_h
     first = AgentProcess(c, tmp_path / "first", c.token(), "first")
     second = AgentProcess(c, tmp_path / "second", c.token(), "second")
     first.start_and_wait_online()
+    follower: subprocess.Popen[bytes] | None = None
     try:
         task = submit(c, tmp_path, "counts", COUNTING_TASK.format(name="counts"), our_containers)
         assert c.wait_status("counts", "running", timeout=60)["host"] == "first"
         wait_for("two lines of attempt 1", lambda: "line 2\n" in c.logs("counts").stdout, timeout=30)
         second.start_and_wait_online()
+        follower = follow_logs(c, "counts", tmp_path / "follow.out")
 
         first.kill()  # SIGKILL: its container goes on running attempt 1
         row = wait_for(
@@ -139,7 +155,14 @@ def test_a_lost_hosts_task_runs_again_as_attempt_2_elsewhere_and_the_returning_h
         before, after = out[: markers[0]], out[markers[0] + 1 :]
         assert before == [f"line {i}" for i in range(1, len(before) + 1)] and len(before) >= 2, before
         assert after == [f"line {i}" for i in range(1, LINES + 1)], after  # one complete attempt 2
+        # logs -f, attached from attempt 1 on, saw the same and ended with the task.
+        assert follower.wait(timeout=60) == 0, (tmp_path / "follow.err").read_text()
+        assert (tmp_path / "follow.out").read_text().splitlines() == out
+        assert "task counts is pending: retrying as attempt 2: host first lost" in (tmp_path / "follow.err").read_text()
     finally:
+        if follower is not None and follower.poll() is None:
+            follower.kill()
+            follower.wait()
         c.ctl("stop", "--abort", "counts")
         first.stop()
         second.stop()
