@@ -2,7 +2,7 @@
 `dstack-agent simulate` (as Nomad's mock driver runs inside the real client), so scale tests
 exercise what ships.
 
-A stream: Hello (facts and the task ids the host still has), then the controller's messages
+A stream: Hello (facts and the task containers the host still has, by attempt), then the controller's messages
 dispatched to an Executor (Docker containers, or timers for simulated hosts), heartbeats at the
 interval the Welcome names, a renewal CSR at every heartbeat from two thirds of the certificate's
 life on. When it breaks it is opened again with backoff; only a refused credential ends it."""
@@ -38,8 +38,9 @@ DEFAULT_HEARTBEAT_S = 10
 class Executor(Protocol):
     """Where a host's tasks run. Tasks outlive a stream; what reports on them does not."""
 
-    async def present_task_ids(self) -> list[str]:
-        """The tasks this host still has (for the Hello): a restarted agent re-adopts them."""
+    async def present_containers(self) -> list[tuple[str, int]]:
+        """(task id, attempt) of what this host still has (for the Hello): a restarted agent
+        re-adopts the current attempts; the controller releases the others."""
         ...
 
     def assign(self, assignment: pb.Assignment, send: Send) -> None:
@@ -48,8 +49,9 @@ class Executor(Protocol):
 
     def stop(self, stop: pb.StopTask) -> None: ...
 
-    def release(self, task_id: str) -> None:
-        """The controller has all it needs: forget the task and remove what is left of it."""
+    def release(self, release: pb.Release, send: Send) -> None:
+        """The controller has all it needs, or the attempt is not current: forget that attempt and
+        remove what is left of it; one that still ran is reported SUPERSEDED."""
         ...
 
     async def end_stream(self) -> None:
@@ -63,6 +65,13 @@ class ExecutorUnavailable(Exception):
 
 class CredentialRefused(Exception):
     """The controller refused this host's credential: the host was removed or its data reset."""
+
+
+def superseded(task_id: str, attempt: int) -> pb.AgentMessage:
+    """What an executor reports after stopping a released attempt's container that still ran."""
+    event = pb.TaskEvent(task_id=task_id, kind=pb.TASK_EVENT_KIND_SUPERSEDED, attempt=attempt,
+                         at_ms=int(time.time() * 1000))  # fmt: skip
+    return pb.AgentMessage(task_event=event)
 
 
 def _nothing(*_: object) -> None:
@@ -128,9 +137,16 @@ class AgentSession:
         """One stream, from Hello to its end (returns when the controller ends it; raises when it breaks)."""
         outbox: asyncio.Queue[pb.AgentMessage] = asyncio.Queue()
         send = outbox.put_nowait
-        task_ids = await self.executor.present_task_ids()
+        present = await self.executor.present_containers()
         facts = await self.hello_facts()
-        send(pb.AgentMessage(hello=pb.Hello(facts=facts, container_task_ids=task_ids, host_id=self.cred.host_id)))
+        hello = pb.Hello(
+            facts=facts,
+            # The ids alone too, for a controller older than attempts.
+            container_task_ids=sorted({task_id for task_id, _ in present}),
+            host_id=self.cred.host_id,
+            containers=[pb.TaskContainer(task_id=t, attempt=a) for t, a in present],
+        )
+        send(pb.AgentMessage(hello=hello))
         loops: list[asyncio.Task[None]] = []
         welcomed = False
         holding = False
@@ -167,7 +183,7 @@ class AgentSession:
                 elif kind == "stop":
                     self.executor.stop(msg.stop)
                 elif kind == "release":
-                    self.executor.release(msg.release.task_id)
+                    self.executor.release(msg.release, send)
                 elif kind == "certificate":
                     await self._take_renewed(msg.certificate.certificate)
         finally:

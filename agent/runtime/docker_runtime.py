@@ -44,6 +44,7 @@ class StartError(Exception):
 class TaskContainer:
     task_id: str
     container: Any  # docker.models.containers.Container
+    attempt: int = 1
 
 
 def image_platform(attrs: dict[str, Any]) -> str:
@@ -73,22 +74,26 @@ class DockerRuntime:
             return None
 
     # ------------------------------------------------------------- containers
-    def task_containers(self) -> dict[str, TaskContainer]:
+    def task_containers(self) -> dict[tuple[str, int], TaskContainer]:
+        """This host's task containers by (task id, attempt)."""
         found = {}
         # Only this host's: several agents may share one engine (simulated hosts, tests).
         wanted = [labels.MANAGED, f"{labels.HOST_ID}={self.host_id}"]
         for c in self.client.containers.list(all=True, filters={"label": wanted}):
             task_id = c.labels.get(labels.TASK_ID)
             if task_id:
-                found[task_id] = TaskContainer(task_id, c)
+                attempt = labels.attempt_of(c.labels)
+                found[(task_id, attempt)] = TaskContainer(task_id, c, attempt)
         return found
 
-    def find(self, task_id: str) -> TaskContainer | None:
+    def find(self, task_id: str, attempt: int = 1) -> TaskContainer | None:
         try:
-            c = self.client.containers.get(labels.container_name(task_id))
+            c = self.client.containers.get(labels.container_name(task_id, attempt))
         except docker.errors.NotFound:
             return None
-        return TaskContainer(task_id, c) if c.labels.get(labels.TASK_ID) == task_id else None
+        if c.labels.get(labels.TASK_ID) != task_id or labels.attempt_of(c.labels) != attempt:
+            return None
+        return TaskContainer(task_id, c, attempt)
 
     # ------------------------------------------------------------------ image
     def prepare_image(self, image: str, always_pull: bool = False, pulling: Callable[[], None] | None = None) -> None:
@@ -147,14 +152,15 @@ class DockerRuntime:
         raise StartError(f"cannot pull image {image}: {message}")
 
     # ------------------------------------------------------------- lifecycle
-    def create_and_start(self, task_id: str, task_name: str, spec: pb.RunSpec) -> TaskContainer:
+    def create_and_start(self, task_id: str, task_name: str, spec: pb.RunSpec, attempt: int = 1) -> TaskContainer:
         kwargs: dict[str, Any] = {
-            "name": labels.container_name(task_id),
+            "name": labels.container_name(task_id, attempt),
             "labels": {
                 labels.MANAGED: "true",
                 labels.TASK_ID: task_id,
                 labels.TASK_NAME: task_name,
                 labels.HOST_ID: self.host_id,
+                labels.ATTEMPT: str(attempt),
             },
             "environment": dict(spec.env),
             "detach": True,
@@ -185,7 +191,7 @@ class DockerRuntime:
             container = self.client.containers.create(spec.image, **kwargs)
         except docker.errors.APIError as exc:
             if exc.status_code == 409:  # created before an agent restart: adopt it
-                existing = self.find(task_id)
+                existing = self.find(task_id, attempt)
                 if existing is not None:
                     return existing
             raise StartError(f"cannot create the container: {exc.explanation or exc}") from None
@@ -194,7 +200,7 @@ class DockerRuntime:
         except docker.errors.APIError as exc:
             raise StartError(f"cannot start the container: {exc.explanation or exc}") from None
         container.reload()
-        return TaskContainer(task_id, container)
+        return TaskContainer(task_id, container, attempt)
 
     def _mount_source(self, mount: pb.Mount) -> str:
         if not mount.cloud_volume_id:
@@ -223,8 +229,8 @@ class DockerRuntime:
         result = tc.container.wait()
         return int(result.get("StatusCode", -1))
 
-    def stop(self, task_id: str, grace_s: int, abort: bool) -> None:
-        tc = self.find(task_id)
+    def stop(self, task_id: str, grace_s: int, abort: bool, attempt: int = 1) -> None:
+        tc = self.find(task_id, attempt)
         if tc is None:
             return
         try:
@@ -236,8 +242,12 @@ class DockerRuntime:
             if exc.status_code != 409:  # 409: not running any more
                 raise
 
-    def remove(self, task_id: str) -> None:
-        tc = self.find(task_id)
-        if tc is not None:
-            with contextlib.suppress(docker.errors.NotFound):
-                tc.container.remove(force=True)
+    def remove(self, task_id: str, attempt: int = 1) -> bool:
+        """Removes the attempt's container (stopping it first when it runs); True when it was running."""
+        tc = self.find(task_id, attempt)
+        if tc is None:
+            return False
+        running = tc.container.status in ("running", "restarting", "paused", "created")
+        with contextlib.suppress(docker.errors.NotFound):
+            tc.container.remove(force=True)
+        return running

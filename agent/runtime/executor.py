@@ -4,6 +4,7 @@ task per stream reporting it."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable
 from pathlib import Path
 
@@ -12,21 +13,23 @@ from dstack_hybrid.v1 import hybrid_pb2 as pb
 
 from agent.runtime.docker_runtime import DockerRuntime
 from agent.runtime.task_runner import Send, TaskRunner
-from agent.session import ExecutorUnavailable
+from agent.session import ExecutorUnavailable, superseded
+
+log = logging.getLogger("dstack.agent")
 
 
 class DockerExecutor:
     def __init__(self, native_arch: str, docker_host: str | None, host_id: str, state_dir: Path) -> None:
         self.native_arch, self.docker_host, self.host_id, self.state_dir = native_arch, docker_host, host_id, state_dir
         self.runtime: DockerRuntime | None = None  # made once the engine answers
-        self.runners: dict[str, asyncio.Task[None]] = {}
+        self.runners: dict[tuple[str, int], asyncio.Task[None]] = {}  # by (task id, attempt)
         self._helpers: set[asyncio.Task[None]] = set()  # stops and removals in flight (kept referenced)
 
     def _runtime(self) -> DockerRuntime:
-        assert self.runtime is not None, "present_task_ids comes first in every stream"
+        assert self.runtime is not None, "present_containers comes first in every stream"
         return self.runtime
 
-    async def present_task_ids(self) -> list[str]:
+    async def present_containers(self) -> list[tuple[str, int]]:
         try:
             if self.runtime is None:
                 self.runtime = await asyncio.to_thread(
@@ -38,20 +41,36 @@ class DockerExecutor:
             raise ExecutorUnavailable(f"the Docker engine does not answer: {exc}") from None
 
     def assign(self, assignment: pb.Assignment, send: Send) -> None:
-        current = self.runners.get(assignment.task_id)
+        key = (assignment.task_id, assignment.attempt or 1)
+        current = self.runners.get(key)
         if current is None or current.done():
-            self.runners[assignment.task_id] = asyncio.ensure_future(
-                TaskRunner(self._runtime(), assignment, send).run()
-            )
+            self.runners[key] = asyncio.ensure_future(TaskRunner(self._runtime(), assignment, send).run())
 
     def stop(self, stop: pb.StopTask) -> None:
-        self._background(asyncio.to_thread(self._runtime().stop, stop.task_id, stop.grace_s or 10, stop.abort))
+        runtime = self._runtime()
+        self._background(
+            asyncio.to_thread(runtime.stop, stop.task_id, stop.grace_s or 10, stop.abort, stop.attempt or 1)
+        )
 
-    def release(self, task_id: str) -> None:
-        current = self.runners.pop(task_id, None)
-        if current is not None:
-            current.cancel()
-        self._background(asyncio.to_thread(self._runtime().remove, task_id))
+    def release(self, release: pb.Release, send: Send) -> None:
+        for attempt in self._released_attempts(release):
+            current = self.runners.pop((release.task_id, attempt), None)
+            if current is not None:
+                current.cancel()
+            self._background(self._remove(release.task_id, attempt, send))
+
+    async def _remove(self, task_id: str, attempt: int, send: Send) -> None:
+        if await asyncio.to_thread(self._runtime().remove, task_id, attempt):
+            # It still ran: an attempt the controller replaced (its host was declared lost meanwhile).
+            log.info("task %s attempt %d is not current any more: its container was stopped and removed",
+                     task_id, attempt)  # fmt: skip
+            send(superseded(task_id, attempt))
+
+    def _released_attempts(self, release: pb.Release) -> list[int]:
+        if release.attempt:
+            return [release.attempt]
+        # A controller older than attempts releases the task: whatever this host runs of it.
+        return sorted({a for (t, a) in self.runners if t == release.task_id} | {1})
 
     async def end_stream(self) -> None:
         runners, self.runners = list(self.runners.values()), {}

@@ -36,7 +36,12 @@ class TaskRunner:
         self._closed = threading.Event()
 
     def event(self, kind: int, **fields: Any) -> None:
-        self.send(pb.AgentMessage(task_event=pb.TaskEvent(task_id=self.a.task_id, kind=kind, at_ms=now_ms(), **fields)))  # type: ignore[arg-type]
+        event = pb.TaskEvent(task_id=self.a.task_id, kind=kind, at_ms=now_ms(), attempt=self.attempt, **fields)  # type: ignore[arg-type]
+        self.send(pb.AgentMessage(task_event=event))
+
+    @property
+    def attempt(self) -> int:
+        return self.a.attempt or 1
 
     async def run(self) -> None:
         try:
@@ -46,7 +51,7 @@ class TaskRunner:
             raise
 
     async def _run(self) -> None:
-        tc = await asyncio.to_thread(self.runtime.find, self.a.task_id)
+        tc = await asyncio.to_thread(self.runtime.find, self.a.task_id, self.attempt)
         if tc is None:
             if self.a.started:
                 self.event(pb.TASK_EVENT_KIND_LOST, reason="the task's container disappeared from the host")
@@ -77,7 +82,9 @@ class TaskRunner:
                 loop.call_soon_threadsafe(self.event, pb.TASK_EVENT_KIND_PULLING)
 
             await asyncio.to_thread(self.runtime.prepare_image, spec.image, spec.always_pull, pulling)
-            tc = await asyncio.to_thread(self.runtime.create_and_start, self.a.task_id, self.a.task_name, spec)
+            tc = await asyncio.to_thread(
+                self.runtime.create_and_start, self.a.task_id, self.a.task_name, spec, self.attempt
+            )
         except RefusedError as exc:
             log.warning("task %s: %s", self.a.task_name, exc.reason)
             self.event(pb.TASK_EVENT_KIND_REFUSED, reason=exc.reason, image_platform=exc.image_platform)
@@ -101,7 +108,8 @@ class TaskRunner:
             for ts_ns, data in self.runtime.frames(raw):
                 if seq >= offset:
                     line = pb.LogLine(stream=stream, seq=seq, ts_ns=ts_ns, data=data)  # type: ignore[arg-type]
-                    msg = pb.AgentMessage(log=pb.LogChunk(task_id=self.a.task_id, lines=[line]))
+                    chunk = pb.LogChunk(task_id=self.a.task_id, lines=[line], attempt=self.attempt)
+                    msg = pb.AgentMessage(log=chunk)
                     loop.call_soon_threadsafe(self.send, msg)
                 seq += 1
         except Exception as exc:  # the stream was closed under us, or the engine went away

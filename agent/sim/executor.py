@@ -8,7 +8,7 @@ import logging
 
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 
-from agent.session import Send
+from agent.session import Send, superseded
 from agent.sim.tasks import SimTask, SpecError, event, parse_spec, report
 
 log = logging.getLogger("dstack.agent.sim")
@@ -19,10 +19,11 @@ LOST = "the task's container disappeared from the host"
 class SimExecutor:
     def __init__(self, host_name: str) -> None:
         self.host_name = host_name
-        self.tasks: dict[str, SimTask] = {}
-        self.reporters: dict[str, asyncio.Task[None]] = {}
+        # By (task id, attempt), as the real agent's containers: a retried task is a new SimTask.
+        self.tasks: dict[tuple[str, int], SimTask] = {}
+        self.reporters: dict[tuple[str, int], asyncio.Task[None]] = {}
 
-    async def present_task_ids(self) -> list[str]:
+    async def present_containers(self) -> list[tuple[str, int]]:
         return sorted(self.tasks)
 
     def assign(self, a: pb.Assignment, send: Send) -> None:
@@ -32,36 +33,43 @@ class SimExecutor:
                 # Nothing is mounted in a simulation; the log says how a real agent would find the disk.
                 log.info("task %s on %s: volume %s (%s) by serial %r, LUN %d", a.task_name, self.host_name,
                          mount.volume, mount.cloud_volume_id, mount.device_serial, mount.lun)  # fmt: skip
-        task = self.tasks.get(a.task_id)
+        key = (a.task_id, a.attempt or 1)
+        task = self.tasks.get(key)
         if task is None:
             if a.started:
                 # The controller saw it running, but this process has no memory of it (restarted).
-                send(event(a.task_id, pb.TASK_EVENT_KIND_LOST, reason=LOST))
+                send(event(a.task_id, pb.TASK_EVENT_KIND_LOST, reason=LOST, attempt=key[1]))
                 return
             try:
                 seconds, exit_code = parse_spec(a.run)
             except SpecError as exc:
-                send(event(a.task_id, pb.TASK_EVENT_KIND_FAILED_TO_START, reason=str(exc)))
+                send(event(a.task_id, pb.TASK_EVENT_KIND_FAILED_TO_START, reason=str(exc), attempt=key[1]))
                 return
-            task = SimTask(a.task_id, self.host_name, seconds, exit_code)
-            self.tasks[a.task_id] = task
-            log.debug("task %s started on %s for %.1fs", a.task_name, self.host_name, seconds)
-        current = self.reporters.get(a.task_id)
+            task = SimTask(a.task_id, self.host_name, seconds, exit_code, key[1])
+            self.tasks[key] = task
+            log.debug("task %s attempt %d started on %s for %.1fs", a.task_name, key[1], self.host_name, seconds)
+        current = self.reporters.get(key)
         if current is None or current.done():
-            self.reporters[a.task_id] = asyncio.ensure_future(report(task, a, send))
+            self.reporters[key] = asyncio.ensure_future(report(task, a, send))
 
     def stop(self, stop: pb.StopTask) -> None:
-        task = self.tasks.get(stop.task_id)
+        task = self.tasks.get((stop.task_id, stop.attempt or 1))
         if task is not None:
             task.stop(stop.abort)
 
-    def release(self, task_id: str) -> None:
-        gone = self.tasks.pop(task_id, None)
-        if gone is not None:
-            gone.remove()
-        reporter = self.reporters.pop(task_id, None)
-        if reporter is not None:
-            reporter.cancel()
+    def release(self, release: pb.Release, send: Send) -> None:
+        keys = [k for k in self.tasks.keys() | self.reporters.keys() if k[0] == release.task_id]
+        for key in keys:
+            if release.attempt and key[1] != release.attempt:
+                continue  # 0 (a controller older than attempts): every attempt of the task
+            reporter = self.reporters.pop(key, None)
+            if reporter is not None:
+                reporter.cancel()
+            gone = self.tasks.pop(key, None)
+            if gone is not None:
+                gone.remove()
+                if gone.exit_code is None:
+                    send(superseded(*key))  # it still ran: an attempt the controller replaced
 
     async def end_stream(self) -> None:
         reporters, self.reporters = list(self.reporters.values()), {}

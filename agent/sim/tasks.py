@@ -60,8 +60,9 @@ class SimTask:
     """The simulated container: one timer on the event loop (no coroutine, no thread), so
     thousands of running tasks cost next to nothing."""
 
-    def __init__(self, task_id: str, host_name: str, seconds: float, exit_code: int) -> None:
+    def __init__(self, task_id: str, host_name: str, seconds: float, exit_code: int, attempt: int = 1) -> None:
         self.task_id = task_id
+        self.attempt = attempt
         self.lines: list[pb.LogLine] = [
             pb.LogLine(
                 stream=pb.LOG_STREAM_STDOUT, seq=0, ts_ns=time.time_ns(), data=f"simulated on {host_name}\n".encode()
@@ -91,11 +92,11 @@ class SimTask:
 
 async def report(task: SimTask, assignment: pb.Assignment, send: Send) -> None:
     """What TaskRunner sends for a container it started or re-adopted."""
-    send(event(task.task_id, pb.TASK_EVENT_KIND_STARTED))
+    send(event(task.task_id, pb.TASK_EVENT_KIND_STARTED, attempt=task.attempt))
     # Lines the controller already holds (its offset) are not sent again.
     offsets = {pb.LOG_STREAM_STDOUT: assignment.stdout_offset, pb.LOG_STREAM_STDERR: assignment.stderr_offset}
     fresh = [line for line in task.lines if line.seq >= offsets.get(line.stream, 0)]
     if fresh:
-        send(pb.AgentMessage(log=pb.LogChunk(task_id=task.task_id, lines=fresh)))
+        send(pb.AgentMessage(log=pb.LogChunk(task_id=task.task_id, lines=fresh, attempt=task.attempt)))
     await task.done.wait()
-    send(event(task.task_id, pb.TASK_EVENT_KIND_EXITED, exit_code=task.exit_code or 0))
+    send(event(task.task_id, pb.TASK_EVENT_KIND_EXITED, exit_code=task.exit_code or 0, attempt=task.attempt))

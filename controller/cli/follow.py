@@ -111,6 +111,7 @@ class Follower:
         # The next line index expected on each stream: what a resumed stream starts from.
         self.next_seq = {pb.LOG_STREAM_STDOUT: 0, pb.LOG_STREAM_STDERR: 0}
         self.last_status: TaskStatus | None = None
+        self.last_attempt = 1
         self.interrupted = threading.Event()
         self._call: Any = None
 
@@ -205,6 +206,13 @@ class Follower:
             where = f" on {task.host}" if task.host else ""
             print(f"task {task.name} is {status}{where}", file=sys.stderr)
         self.last_status = status
+        if status == TaskStatus.PENDING and task.attempt > 1:
+            # Retried: the next attempt is on its way (its retry window bounds the wait), so the
+            # log goes on with the marker line and the new attempt's lines.
+            if task.attempt != self.last_attempt:
+                print(f"task {task.name} is pending: {task.reason}", file=sys.stderr)
+            self.last_attempt = task.attempt
+            return None
         if status == TaskStatus.PENDING and (task.reason or task.provisioning_reason):
             return stuck(task)
         if status is not None and status.terminal:

@@ -148,6 +148,8 @@ def task_row(t: pb.Task) -> dict[str, str]:
         "ID": t.id,
         "IMAGE": t.image,
         "RESOURCES": t.resources,
+        "ATTEMPT": str(t.attempt or 1),
+        "RETRY": t.retry or "-",
     }
 
 
@@ -165,6 +167,8 @@ def task_json(t: pb.Task) -> dict[str, Any]:
         "exit": t.exit_code if t.has_exit_code else None,
         "submitted": t.submitted_at_ms,
         "resources": t.resources,
+        "attempt": t.attempt or 1,
+        "retry": t.retry or None,
     }
 
 
@@ -173,7 +177,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
     tasks = client.call(client.stub.ListTasks, pb.ListTasksRequest(all=args.all)).tasks
     headers = ["NAME", "STATUS", "HOST", "SUBMITTED", "EXIT", "REASON"]
     if args.verbose:
-        headers = ["ID", *headers[:3], "ARCH", "IMAGE", "RESOURCES", *headers[3:]]
+        headers = ["ID", *headers[:3], "ARCH", "IMAGE", "RESOURCES", "ATTEMPT", "RETRY", *headers[3:]]
     emit([task_row(t) for t in tasks], headers, args.json, [task_json(t) for t in tasks])
     return 0
 

@@ -18,6 +18,7 @@ from controller.configs.common import (
     validate_absolute_path,
 )
 from controller.configs.resources import ResourcesSpec
+from controller.configs.retry import RetryPolicy, parse_retry
 
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -126,6 +127,8 @@ class TaskConfiguration(ConfigModel):
     spot_policy: SpotPolicy | None = None
     max_price: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     burstable: bool | None = None
+    # dstack's retry policy (controller/configs/retry.py); None: a failed attempt ends the task.
+    retry: RetryPolicy | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -147,6 +150,11 @@ class TaskConfiguration(ConfigModel):
         if problem is not None:
             raise ValueError(f"not an image reference: {problem}")
         return value.strip()
+
+    @field_validator("retry", mode="before")
+    @classmethod
+    def _parse_retry(cls, value: Any) -> Any:
+        return parse_retry(value)
 
     @field_validator("env", mode="before")
     @classmethod

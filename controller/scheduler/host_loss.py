@@ -13,7 +13,7 @@ from collections.abc import Callable
 from controller.inventory.inventory import Inventory
 from controller.scheduler.journal import TaskJournal
 from controller.scheduling.host_loss import LostHost, clock_text
-from controller.scheduling.lifecycle import on_host_lost
+from controller.scheduling.lifecycle import Effects, on_host_lost
 from controller.store import Store
 from controller.store.records import TaskRecord
 
@@ -30,8 +30,10 @@ class HostLoss:
         inventory: Inventory,
         publish: Callable[[TaskRecord], None],
         clock: Callable[[], float],
+        store_after: Callable[[TaskRecord, Effects], TaskRecord] | None = None,  # a retry writes its marker too
     ) -> None:
         self.store, self.journal, self.inventory, self.publish, self.clock = store, journal, inventory, publish, clock
+        self.store_after = store_after
         self._declared: set[str] = set()  # hosts whose tasks were ended, until they come back
         self._checked_at = 0.0
 
@@ -53,15 +55,18 @@ class HostLoss:
         for task in self.store.list_tasks(include_finished=False):
             after, effects = on_host_lost(task, host.host_id, host.name, host.last_heard, now)
             if effects.changed:
-                self.journal.update(after)
-                ended.append(after.name)
+                if self.store_after is not None:
+                    after = self.store_after(after, effects)
+                else:
+                    self.journal.update(after)
+                ended.append(after.name if after.terminal else f"{after.name} (retried as attempt {after.attempt})")
             if effects.free_capacity:
                 self.inventory.release(after.id)
             if effects.publish:
                 self.publish(after)
         if ended:
             log.warning(
-                "host %s is lost (last heard %s UTC, %.0fs ago): its tasks %s ended",
+                "host %s is lost (last heard %s UTC, %.0fs ago): its tasks %s ended",  # or were retried
                 host.name,
                 clock_text(host.last_heard),
                 now - host.last_heard,

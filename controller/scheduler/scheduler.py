@@ -10,6 +10,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from controller.configs.retry import duration_text
 from controller.images.platforms import PlatformLookup, native_arches
 from controller.inventory.inventory import Inventory
 from controller.inventory.ledger import Share
@@ -18,8 +19,9 @@ from controller.placement.model import Decision
 from controller.scheduler.host_loss import HostLoss
 from controller.scheduler.journal import TaskJournal
 from controller.scheduling import taskspec
-from controller.scheduling.lifecycle import SUPPORTED_ARCHES
+from controller.scheduling.lifecycle import SUPPORTED_ARCHES, Effects
 from controller.scheduling.requirements import SubmitError, requirements
+from controller.scheduling.retry import window_end
 from controller.statuses import TaskStatus
 from controller.store import StorageError, Store
 from controller.store.records import TaskRecord
@@ -31,6 +33,7 @@ FULL_PASS_S = 60.0  # every pending task is tried once a minute whatever changed
 
 Placed = Callable[[TaskRecord, Decision], None]
 Publish = Callable[[TaskRecord], None]
+StoreAfter = Callable[[TaskRecord, Effects], TaskRecord]
 
 
 class Scheduler:
@@ -43,11 +46,12 @@ class Scheduler:
         clock: Callable[[], float],
         publish: Publish,
         placed: Placed,  # sends the assignment (or attaches its cloud volumes first)
+        store_after: StoreAfter | None = None,  # stores a transition's task (a retry with its log marker)
     ) -> None:
         self.store, self.journal, self.inventory, self.lookup, self.clock = store, journal, inventory, lookup, clock
         self.publish, self.placed = publish, placed
         self.also_wake: Callable[[], None] | None = None  # the burst reconciler, when there is one
-        self.host_loss = HostLoss(store, journal, inventory, publish, clock)
+        self.host_loss = HostLoss(store, journal, inventory, publish, clock, store_after)
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._scheduled_generation = -1
@@ -152,6 +156,8 @@ class Scheduler:
                     self._unfit, self._unfit_generation = {}, generation
                 unfit = self._unfit[req] = decision.reason
             reason = f"{task.refusal} ({unfit})" if task.refusal else unfit
+            if stored and self._retry_window_over(task, reason):
+                return
             self.set_pending_reason(task, reason, stored)
             return
         host = decision.chosen
@@ -165,6 +171,21 @@ class Scheduler:
         log.info("task %s placed on %s", task.name, host.name)
         self.publish(task)
         self.placed(task, decision)
+
+    def _retry_window_over(self, task: TaskRecord, reason: str) -> bool:
+        """A task whose retry policy bounds its wait for a place (a retried attempt, or `no-capacity`)
+        ends `failed` once that time is up, as dstack ends it with "retry limit exceeded"."""
+        policy = taskspec.parse(task.configuration_json).retry
+        end = window_end(policy, task.retry_since, task.submitted_at)
+        now = self.clock()
+        if policy is None or end is None or now <= end:
+            return False
+        task.status, task.finished_at = TaskStatus.FAILED, now
+        task.reason = f"{reason}; no place within the retry duration {duration_text(policy.duration)}"
+        self.journal.update(task)
+        self.publish(task)
+        log.info("task %s failed: %s", task.name, task.reason)
+        return True
 
     def set_pending_reason(self, task: TaskRecord, reason: str, stored: bool = True) -> None:
         """Placement's why-not only: what bursting says is the task's provisioning_reason, its own."""

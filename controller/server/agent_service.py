@@ -19,8 +19,9 @@ from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 from controller.inventory.views import host_view
 from controller.pki.ca import host_id_from_cert, sign_host_csr
 from controller.provisioning.claims import ClaimRefused
-from controller.scheduling.lifecycle import SUPPORTED_ARCHES
+from controller.scheduling.lifecycle import SUPPORTED_ARCHES, attempt_of
 from controller.scheduling.requirements import fleet_admission
+from controller.server.assignments import stored_seq
 from controller.server.auth import bearer, host_for_credential
 from controller.server.convert import facts_json
 from controller.server.core import Controller
@@ -33,6 +34,13 @@ log = logging.getLogger("dstack.controller.agents")
 
 def cert_serial_hex(cert_pem: bytes | str) -> str:
     return format(cert_serial(cert_pem.encode() if isinstance(cert_pem, str) else cert_pem), "x")
+
+
+def hello_containers(hello: pb.Hello) -> list[tuple[str, int]]:
+    """(task id, attempt) of every container the agent has; an agent older than attempts lists ids only."""
+    if hello.containers:
+        return [(c.task_id, attempt_of(c.attempt)) for c in hello.containers]
+    return [(task_id, 1) for task_id in hello.container_task_ids]
 
 
 class AgentService(pb_grpc.AgentServiceServicer):
@@ -193,7 +201,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
                 )
             )
         )
-        for message in self.c.on_hello(host, list(first.hello.container_task_ids)):
+        for message in self.c.on_hello(host, hello_containers(first.hello)):
             session.send(message)
         self.c.wake()  # new capacity
         reader = asyncio.ensure_future(self._consume(host, session, request_iterator))
@@ -307,7 +315,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
             log.info("host %s sent new facts", host.name)
             self.c.wake()  # a new GPU or more memory may fit a pending task
         elif kind == "log":
-            self._store_logs(host, message.log)
+            self._store_logs(host, session, message.log)
         elif kind == "renew":
             reply = self._renew(host, message.renew.csr)
             if reply is not None:
@@ -328,13 +336,20 @@ class AgentService(pb_grpc.AgentServiceServicer):
             if task is not None and task.host_id == host.id and not task.terminal:
                 session.send(self.c.assignment(task))
 
-    def _store_logs(self, host: HostRecord, chunk: pb.LogChunk) -> None:
+    def _store_logs(self, host: HostRecord, session: AgentSession, chunk: pb.LogChunk) -> None:
         task = self.c.store.get_task(chunk.task_id)
-        if task is None or task.host_id != host.id:
-            # An agent speaks for its own tasks only.
-            log.warning("host %s sent log lines for task %s, which is not its own: dropped", host.name, chunk.task_id)
+        attempt = attempt_of(chunk.attempt)
+        if task is None or task.host_id != host.id or task.attempt != attempt or task.terminal:
+            # Only the current attempt on the task's current host speaks for it; anything else is
+            # a container that should not run (any more): its attempt is released.
+            log.info("host %s sent log lines of task %s attempt %d, not its current one: dropped, released",
+                     host.name, chunk.task_id, attempt)  # fmt: skip
+            session.send(pb.ControllerMessage(release=pb.Release(task_id=chunk.task_id, attempt=attempt)))
             return
-        lines = [StoredLogLine(int(ln.stream), ln.seq, ln.ts_ns, ln.data) for ln in chunk.lines]
+        lines = [
+            StoredLogLine(int(ln.stream), stored_seq(task, int(ln.stream), ln.seq), ln.ts_ns, ln.data)
+            for ln in chunk.lines
+        ]
         for line in self.c.store.append_logs(chunk.task_id, lines):
             self.c.events.publish(
                 chunk.task_id,

@@ -27,15 +27,23 @@ def assignment(task: TaskRecord, log_counts: Mapping[int, int], mounts: list[pb.
             task_id=task.id,
             task_name=task.name,
             run=run,
-            stdout_offset=log_counts.get(pb.LOG_STREAM_STDOUT, 0),
-            stderr_offset=log_counts.get(pb.LOG_STREAM_STDERR, 0),
+            # The agent counts this attempt's lines from 0; the stored log holds earlier attempts first.
+            stdout_offset=max(0, log_counts.get(pb.LOG_STREAM_STDOUT, 0) - task.stdout_base),
+            stderr_offset=max(0, log_counts.get(pb.LOG_STREAM_STDERR, 0) - task.stderr_base),
             started=task.started_at is not None,
+            attempt=task.attempt,
         )
     )
 
 
 def stop_message(task: TaskRecord, grace_s: int) -> pb.ControllerMessage:
-    return pb.ControllerMessage(stop=pb.StopTask(task_id=task.id, abort=task.abort_requested, grace_s=grace_s))
+    stop = pb.StopTask(task_id=task.id, abort=task.abort_requested, grace_s=grace_s, attempt=task.attempt)
+    return pb.ControllerMessage(stop=stop)
+
+
+def stored_seq(task: TaskRecord, stream: int, attempt_seq: int) -> int:
+    """Where a line of the current attempt goes in the stored log (one sequence per stream)."""
+    return attempt_seq + (task.stdout_base if stream == pb.LOG_STREAM_STDOUT else task.stderr_base)
 
 
 def mounts_for(

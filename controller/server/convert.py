@@ -13,7 +13,7 @@ def ms(t: float | None) -> int:
     return int(t * 1000) if t else 0
 
 
-def task_message(task: TaskRecord, host_name: str, resources: str = "") -> pb.Task:
+def task_message(task: TaskRecord, host_name: str, resources: str = "", retry: str = "") -> pb.Task:
     return pb.Task(
         id=task.id,
         name=task.name,
@@ -31,6 +31,8 @@ def task_message(task: TaskRecord, host_name: str, resources: str = "") -> pb.Ta
         started_at_ms=ms(task.started_at),
         finished_at_ms=ms(task.finished_at),
         resources=resources,
+        attempt=task.attempt,
+        retry=retry,
     )
 
 

@@ -23,13 +23,14 @@ from controller.inventory.inventory import Inventory
 from controller.inventory.views import host_facts
 from controller.placement import HostIndex, HostView, Requirements
 from controller.placement.model import Decision
+from controller.scheduler.attempts import begin_attempt
 from controller.scheduler.journal import TaskJournal
 from controller.scheduler.scheduler import Scheduler
 from controller.scheduling import task_events, taskspec
-from controller.scheduling.lifecycle import Report, on_interrupted, on_report
+from controller.scheduling.lifecycle import Effects, Report, attempt_of, on_interrupted, on_report
 from controller.scheduling.requirements import AppliedVolume
 from controller.server import assignments
-from controller.server.convert import task_message
+from controller.server.convert import log_line, task_message
 from controller.server.events import TaskEvents
 from controller.server.sessions import Sessions
 from controller.settings import ControllerSettings
@@ -67,7 +68,14 @@ class Controller:
         self.journal = TaskJournal(store, self.host_name, clock)
         self.inventory.on_offline = self._host_offline
         self.scheduler = Scheduler(
-            store, self.journal, self.inventory, lookup, clock, self.publish_status, self._placed
+            store,
+            self.journal,
+            self.inventory,
+            lookup,
+            clock,
+            self.publish_status,
+            self._placed,
+            self.store_task_after,
         )
         self.tls = tls
         self.agent_port = agent_port
@@ -98,10 +106,11 @@ class Controller:
 
     def task_message(self, task: TaskRecord) -> pb.Task:
         try:
-            resources = taskspec.resources_text(taskspec.parse(task.configuration_json))
+            config = taskspec.parse(task.configuration_json)
         except ValueError:
-            resources = ""
-        return task_message(task, self.host_name(task.host_id), resources)
+            return task_message(task, self.host_name(task.host_id))
+        retry = str(config.retry) if config.retry is not None else ""
+        return task_message(task, self.host_name(task.host_id), taskspec.resources_text(config), retry)
 
     def host_facts(self, host: HostRecord) -> pb.HostFacts:
         return host_facts(host)
@@ -252,37 +261,55 @@ class Controller:
     def publish_status(self, task: TaskRecord) -> None:
         self.events.publish(task.id, pb.LogEvent(status=self.task_message(task)))
 
+    def store_task_after(self, task: TaskRecord, effects: Effects) -> TaskRecord:
+        """Stores a task a transition changed; a retried one with its marker line first, which
+        followers see as they see any line."""
+        if not effects.marker:
+            self.journal.update(task)
+            return task
+        task, line = begin_attempt(self.store, self.journal.update, task, effects.marker)
+        self.events.publish(task.id, pb.LogEvent(line=log_line(line)))
+        log.info("task %s is retried as attempt %d: %s", task.name, task.attempt, task.reason)
+        return task
+
     # ------------------------------------------------------- agent reports
-    def on_hello(self, host: HostRecord, container_task_ids: list[str]) -> list[pb.ControllerMessage]:
-        """What a (re)connected agent must do: re-adopt or start its tasks, stop what was
-        stopped meanwhile, and remove containers whose task has ended or moved."""
+    def on_hello(self, host: HostRecord, containers: list[tuple[str, int]]) -> list[pb.ControllerMessage]:
+        """What a (re)connected agent must do: re-adopt or start its tasks, stop what was stopped
+        meanwhile, and remove containers whose task has ended or moved, or whose attempt is not
+        the current one (the host was declared lost and the task retried elsewhere)."""
         out: list[pb.ControllerMessage] = []
-        mine = set()
+        mine: set[tuple[str, int]] = set()
         for task in self.store.list_tasks(include_finished=False):
             if task.host_id == host.id and task.status.active_on_host:
-                mine.add(task.id)
+                mine.add((task.id, task.attempt))
                 out.append(self.assignment(task))
                 if task.stop_requested:
                     out.append(self.stop_message(task))
-        for task_id in container_task_ids:
-            if task_id not in mine:
-                out.append(pb.ControllerMessage(release=pb.Release(task_id=task_id)))
+        for task_id, attempt in containers:
+            if (task_id, attempt_of(attempt)) not in mine:
+                out.append(release(task_id, attempt))
         return out
 
     def on_task_event(self, host: HostRecord, event: pb.TaskEvent) -> list[pb.ControllerMessage]:
+        if event.kind == pb.TASK_EVENT_KIND_SUPERSEDED:
+            # The agent did what a Release asked of a stale attempt: nothing to record, nothing to answer.
+            log.info("host %s removed attempt %d of task %s: superseded", host.name, attempt_of(event.attempt),
+                     event.task_id)  # fmt: skip
+            return []
         task = self.store.get_task(event.task_id)
         if task is None:
-            return [pb.ControllerMessage(release=pb.Release(task_id=event.task_id))]
+            return [release(event.task_id, event.attempt)]
         if event.kind == pb.TASK_EVENT_KIND_PULLING:
             # A history line only: the status stays provisioning.
-            if task.host_id == host.id and not task.terminal:
+            current = task.host_id == host.id and task.attempt == attempt_of(event.attempt)
+            if current and not task.terminal:
                 self.journal.note([task.id], task_events.PULLING, f"pulling {task.image}", Report.from_proto(event).at)
             return []
         task, effects = on_report(task, host.id, Report.from_proto(event), self.clock())
         if effects.refusal:
             log.warning("host %s refused task %s: %s", host.name, task.name, effects.refusal)
         if effects.changed:
-            self.journal.update(task)
+            task = self.store_task_after(task, effects)
             log.info("task %s is %s%s", task.name, task.status, f": {task.reason}" if task.reason else "")
         if effects.free_capacity:
             self.release(task.id)
@@ -290,11 +317,13 @@ class Controller:
             self.publish_status(task)
         if effects.wake_scheduler:
             self.wake()
-        return [pb.ControllerMessage(release=pb.Release(task_id=task.id))] if effects.release_container else []
+        # The report's attempt, not the task's: a retried task's current attempt is a new one.
+        return [release(task.id, event.attempt)] if effects.release_container else []
 
     def on_notice(self, host: HostRecord, notice: pb.HostNotice) -> list[pb.ControllerMessage]:
         """The host's cloud announced an interruption (or withdrew it: an empty kind). The host gets
-        no new task while the notice stands, and its tasks end now, their containers released."""
+        no new task while the notice stands, and its tasks end now (or are retried elsewhere, as
+        `retry: on_events: [interruption]` asks), their containers released."""
         before = self.inventory.set_notice(host, notice if notice.kind else None)
         self.wake()
         if not notice.kind:
@@ -306,19 +335,24 @@ class Controller:
         ended: list[str] = []
         out: list[pb.ControllerMessage] = []
         for task in self.store.list_tasks(include_finished=False):
+            attempt = task.attempt  # the container to release is this attempt's, whatever comes next
             after, effects = on_interrupted(task, host.id, notice.text, now)
             if effects.changed:
-                self.journal.update(after)
-                ended.append(after.name)
+                after = self.store_task_after(after, effects)
+                ended.append(after.name if after.terminal else f"{after.name} (retried as attempt {after.attempt})")
             if effects.free_capacity:
                 self.release(after.id)
             if effects.publish:
                 self.publish_status(after)
             if effects.release_container:
-                out.append(pb.ControllerMessage(release=pb.Release(task_id=after.id)))
+                out.append(release(after.id, attempt))
         if ended:
             log.warning("host %s has an interruption notice (%s): its tasks %s end as interrupted", host.name,
                         notice.text, ", ".join(sorted(ended)))  # fmt: skip
         elif notice.text != before:
             log.warning("host %s has an interruption notice (%s): it gets no new task", host.name, notice.text)
         return out
+
+
+def release(task_id: str, attempt: int) -> pb.ControllerMessage:
+    return pb.ControllerMessage(release=pb.Release(task_id=task_id, attempt=attempt_of(attempt)))

@@ -66,6 +66,17 @@ class TaskRecord:
     # What cloud bursting says about a pending task (launched X, no offer fits, a quota error),
     # beside `reason`, which says why no registered host fits. Cleared when the task is placed.
     provisioning_reason: str = ""
+    # Retries (controller/scheduling/retry.py): 1, 2, ...; each attempt runs in its own container,
+    # and status and logs count only from the current one on the task's current host.
+    attempt: int = 1
+    # When the previous attempt was last heard of, for a retried task: its retry window counts from here.
+    retry_since: float | None = None
+    # Where the current attempt's lines start in the stored log, per stream: the agent counts each
+    # attempt's lines from 0, the stored log is one sequence (attempt 1, a marker, attempt 2, ...).
+    stdout_base: int = 0
+    stderr_base: int = 0
+    # Hosts an attempt of this task was lost on: not chosen again while they stay offline.
+    lost_hosts: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # The store's column holds the word: a row read back (or a test's "running") becomes the

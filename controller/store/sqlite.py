@@ -217,8 +217,9 @@ class SQLiteStore(Store):
 
     # ------------------------------------------------------------------- tasks
     def add_task(self, task: TaskRecord) -> None:
+        row = task_row(task)
         with self._tx() as db:
-            db.execute(f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({','.join('?' * 17)})", task_row(task))
+            db.execute(f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({','.join('?' * len(row))})", row)
 
     def get_task(self, task_id: str) -> TaskRecord | None:
         rows = self._query(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
@@ -246,7 +247,8 @@ class SQLiteStore(Store):
             db.execute(
                 "UPDATE tasks SET name=?, configuration_json=?, image=?, submitted_at=?, status=?, arch=?, "
                 "host_id=?, reason=?, exit_code=?, started_at=?, finished_at=?, stop_requested=?, "
-                "abort_requested=?, refused_hosts=?, refusal=?, provisioning_reason=? WHERE id=?",
+                "abort_requested=?, refused_hosts=?, refusal=?, provisioning_reason=?, attempt=?, retry_since=?, "
+                "stdout_base=?, stderr_base=?, lost_hosts=? WHERE id=?",
                 (*row[1:], row[0]),
             )
 

@@ -66,6 +66,11 @@ def task_row(t: TaskRecord) -> tuple[Any, ...]:
         json.dumps(t.refused_hosts),
         t.refusal,
         t.provisioning_reason,
+        t.attempt,
+        t.retry_since,
+        t.stdout_base,
+        t.stderr_base,
+        json.dumps(t.lost_hosts),
     )
 
 
@@ -74,6 +79,7 @@ def task_of(row: tuple[Any, ...]) -> TaskRecord:
     values[12] = bool(values[12])
     values[13] = bool(values[13])
     values[14] = json.loads(values[14])
+    values[21] = json.loads(values[21])
     return TaskRecord(*values)
 
 

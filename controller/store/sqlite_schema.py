@@ -29,7 +29,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     host_id TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '', exit_code INTEGER,
     started_at REAL, finished_at REAL, stop_requested INTEGER NOT NULL DEFAULT 0,
     abort_requested INTEGER NOT NULL DEFAULT 0, refused_hosts TEXT NOT NULL DEFAULT '[]',
-    refusal TEXT NOT NULL DEFAULT '', provisioning_reason TEXT NOT NULL DEFAULT ''
+    refusal TEXT NOT NULL DEFAULT '', provisioning_reason TEXT NOT NULL DEFAULT '',
+    attempt INTEGER NOT NULL DEFAULT 1, retry_since REAL, stdout_base INTEGER NOT NULL DEFAULT 0,
+    stderr_base INTEGER NOT NULL DEFAULT 0, lost_hosts TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS tasks_name ON tasks (name, submitted_at);
 CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status);
@@ -102,13 +104,20 @@ ADDED_COLUMNS: tuple[AddedColumn, ...] = (
     AddedColumn("hosts", "prev_cert_serial", "TEXT NOT NULL DEFAULT ''"),
     AddedColumn("tasks", "provisioning_reason", "TEXT NOT NULL DEFAULT ''", _SPLIT_TASK_REASONS),
     AddedColumn("tokens", "launch_id", "TEXT NOT NULL DEFAULT ''", _LAUNCH_OF_TOKENS),
+    # Retries: a task stored by an older controller is on its first attempt, its log unshifted.
+    AddedColumn("tasks", "attempt", "INTEGER NOT NULL DEFAULT 1"),
+    AddedColumn("tasks", "retry_since", "REAL"),
+    AddedColumn("tasks", "stdout_base", "INTEGER NOT NULL DEFAULT 0"),
+    AddedColumn("tasks", "stderr_base", "INTEGER NOT NULL DEFAULT 0"),
+    AddedColumn("tasks", "lost_hosts", "TEXT NOT NULL DEFAULT '[]'"),
 )
 
 CONFIG_COLUMNS = "kind, name, configuration_json, created_at, updated_at, status, error"
 
 TASK_COLUMNS = (
     "id, name, configuration_json, image, submitted_at, status, arch, host_id, reason, exit_code, "
-    "started_at, finished_at, stop_requested, abort_requested, refused_hosts, refusal, provisioning_reason"
+    "started_at, finished_at, stop_requested, abort_requested, refused_hosts, refusal, provisioning_reason, "
+    "attempt, retry_since, stdout_base, stderr_base, lost_hosts"
 )
 HOST_COLUMNS = (
     "id, name, credential_hash, facts_json, arch, registered_at, last_seen, region, zone, fleet, "

@@ -29,6 +29,14 @@ def task(**fields: Any) -> TaskRecord:
 
 
 ENDED = Effects(changed=True, release_container=True, free_capacity=True, publish=True, wake_scheduler=True)
+RETRY_ON_ERROR = '{"image": "img", "retry": {"on_events": ["error"]}}'
+RETRY_ON_INTERRUPTION = '{"image": "img", "retry": {"on_events": ["interruption"], "duration": 60}}'
+RETRY_ON_INTERRUPTION_1H = '{"image": "img", "retry": {"on_events": ["interruption"]}}'  # dstack's default: 1h
+
+
+def retried(marker: str) -> Effects:
+    return dataclasses.replace(ENDED, marker=marker)
+
 
 # (name, task before, report, task fields after, effects)
 ROWS: list[tuple[str, TaskRecord, Report, dict[str, Any], Effects]] = [
@@ -130,6 +138,64 @@ ROWS: list[tuple[str, TaskRecord, Report, dict[str, Any], Effects]] = [
         Effects(release_container=True),
     ),
     (
+        "exit 3 with retry on error: pending again as attempt 2, no host, a marker for the log",
+        task(status=TaskStatus.RUNNING, started_at=900.0, configuration_json=RETRY_ON_ERROR),
+        Report(pb.TASK_EVENT_KIND_EXITED, at=990.0, exit_code=3),
+        {
+            "status": TaskStatus.PENDING,
+            "attempt": 2,
+            "host_id": "",
+            "started_at": None,
+            "exit_code": None,
+            "finished_at": None,
+            "retry_since": 990.0,
+            "reason": "retrying as attempt 2: exited with code 3",
+        },
+        retried("--- attempt 2 (attempt 1: exited with code 3) ---"),
+    ),
+    (
+        "exit 3 with retry on interruption only: failed as without retry",
+        task(status=TaskStatus.RUNNING, configuration_json=RETRY_ON_INTERRUPTION),
+        Report(pb.TASK_EVENT_KIND_EXITED, exit_code=3),
+        {"status": TaskStatus.FAILED, "attempt": 1, "reason": "exited with code 3", "exit_code": 3},
+        ENDED,
+    ),
+    (
+        "failed to start is an error: retried on error",
+        task(configuration_json=RETRY_ON_ERROR),
+        Report(pb.TASK_EVENT_KIND_FAILED_TO_START, reason="no such image"),
+        {"status": TaskStatus.PENDING, "attempt": 2, "reason": "retrying as attempt 2: no such image"},
+        retried("--- attempt 2 (attempt 1: no such image) ---"),
+    ),
+    (
+        "a lost container is an interruption: retried on interruption",
+        task(status=TaskStatus.RUNNING, configuration_json=RETRY_ON_INTERRUPTION),
+        Report(pb.TASK_EVENT_KIND_LOST, reason="the container disappeared"),
+        {"status": TaskStatus.PENDING, "attempt": 2},
+        retried("--- attempt 2 (attempt 1: the container disappeared) ---"),
+    ),
+    (
+        "a stop requested, then a failing exit: stopped, never retried",
+        task(status=TaskStatus.RUNNING, stop_requested=True, configuration_json=RETRY_ON_ERROR),
+        Report(pb.TASK_EVENT_KIND_EXITED, exit_code=143),
+        {"status": TaskStatus.STOPPED, "attempt": 1},
+        ENDED,
+    ),
+    (
+        "a report of attempt 1 when the task is on attempt 2 (same host): released, task untouched",
+        task(status=TaskStatus.RUNNING, attempt=2),
+        Report(pb.TASK_EVENT_KIND_EXITED, exit_code=0, attempt=1),
+        {"status": TaskStatus.RUNNING, "attempt": 2},
+        Effects(release_container=True),
+    ),
+    (
+        "the current attempt's report counts",
+        task(status=TaskStatus.RUNNING, attempt=2),
+        Report(pb.TASK_EVENT_KIND_EXITED, exit_code=0, attempt=2),
+        {"status": TaskStatus.DONE, "attempt": 2},
+        ENDED,
+    ),
+    (
         "an unknown kind is ignored",
         task(status=TaskStatus.RUNNING),
         Report(999),
@@ -185,6 +251,37 @@ HOST_LOST_ROWS: list[tuple[str, TaskRecord, dict[str, Any], Effects]] = [
         task(host_id=H2, status=TaskStatus.RUNNING),
         {"status": TaskStatus.RUNNING, "host_id": H2},
         Effects(),
+    ),
+    (
+        "retry on interruption: attempt 2, pending, the lost host remembered, the window from last heard",
+        task(status=TaskStatus.RUNNING, started_at=700.0, configuration_json=RETRY_ON_INTERRUPTION_1H),
+        {
+            "status": TaskStatus.PENDING,
+            "attempt": 2,
+            "host_id": "",
+            "lost_hosts": [H1],
+            "retry_since": HEARD,
+            "started_at": None,
+            "reason": "retrying as attempt 2: host node-1 lost (last heard 00:13:20)",
+        },
+        dataclasses.replace(LOST_ENDED, marker="--- attempt 2 (attempt 1: host node-1 lost (last heard 00:13:20)) ---"),
+    ),
+    (
+        "retry on interruption, its duration (60s) passed since last heard (200s ago): failed, saying so",
+        task(status=TaskStatus.RUNNING, configuration_json=RETRY_ON_INTERRUPTION),
+        {
+            "status": TaskStatus.FAILED,
+            "attempt": 1,
+            "finished_at": NOW,
+            "reason": "host node-1 lost (last heard 00:13:20); retry duration 1m exceeded",
+        },
+        LOST_ENDED,
+    ),
+    (
+        "retry on error only: a lost host fails it as without retry",
+        task(status=TaskStatus.RUNNING, configuration_json=RETRY_ON_ERROR),
+        {"status": TaskStatus.FAILED, "attempt": 1, "reason": "host node-1 lost (last heard 00:13:20)"},
+        LOST_ENDED,
     ),
     (
         "a finished task keeps its end",

@@ -15,6 +15,7 @@ class TaskEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_EVENT_KIND_REFUSED: _ClassVar[TaskEventKind]
     TASK_EVENT_KIND_FAILED_TO_START: _ClassVar[TaskEventKind]
     TASK_EVENT_KIND_LOST: _ClassVar[TaskEventKind]
+    TASK_EVENT_KIND_SUPERSEDED: _ClassVar[TaskEventKind]
     TASK_EVENT_KIND_PULLING: _ClassVar[TaskEventKind]
 
 class LogStream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
@@ -46,6 +47,7 @@ TASK_EVENT_KIND_EXITED: TaskEventKind
 TASK_EVENT_KIND_REFUSED: TaskEventKind
 TASK_EVENT_KIND_FAILED_TO_START: TaskEventKind
 TASK_EVENT_KIND_LOST: TaskEventKind
+TASK_EVENT_KIND_SUPERSEDED: TaskEventKind
 TASK_EVENT_KIND_PULLING: TaskEventKind
 LOG_STREAM_UNSPECIFIED: LogStream
 LOG_STREAM_STDOUT: LogStream
@@ -241,14 +243,24 @@ class RenewCertificate(_message.Message):
     def __init__(self, csr: _Optional[bytes] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("facts", "container_task_ids", "host_id")
+    __slots__ = ("facts", "container_task_ids", "host_id", "containers")
     FACTS_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_TASK_IDS_FIELD_NUMBER: _ClassVar[int]
     HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTAINERS_FIELD_NUMBER: _ClassVar[int]
     facts: HostFacts
     container_task_ids: _containers.RepeatedScalarFieldContainer[str]
     host_id: str
-    def __init__(self, facts: _Optional[_Union[HostFacts, _Mapping]] = ..., container_task_ids: _Optional[_Iterable[str]] = ..., host_id: _Optional[str] = ...) -> None: ...
+    containers: _containers.RepeatedCompositeFieldContainer[TaskContainer]
+    def __init__(self, facts: _Optional[_Union[HostFacts, _Mapping]] = ..., container_task_ids: _Optional[_Iterable[str]] = ..., host_id: _Optional[str] = ..., containers: _Optional[_Iterable[_Union[TaskContainer, _Mapping]]] = ...) -> None: ...
+
+class TaskContainer(_message.Message):
+    __slots__ = ("task_id", "attempt")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    attempt: int
+    def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("sent_at_ms",)
@@ -257,20 +269,22 @@ class Heartbeat(_message.Message):
     def __init__(self, sent_at_ms: _Optional[int] = ...) -> None: ...
 
 class TaskEvent(_message.Message):
-    __slots__ = ("task_id", "kind", "exit_code", "reason", "image_platform", "at_ms")
+    __slots__ = ("task_id", "kind", "exit_code", "reason", "image_platform", "at_ms", "attempt")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     IMAGE_PLATFORM_FIELD_NUMBER: _ClassVar[int]
     AT_MS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     kind: TaskEventKind
     exit_code: int
     reason: str
     image_platform: str
     at_ms: int
-    def __init__(self, task_id: _Optional[str] = ..., kind: _Optional[_Union[TaskEventKind, str]] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ..., image_platform: _Optional[str] = ..., at_ms: _Optional[int] = ...) -> None: ...
+    attempt: int
+    def __init__(self, task_id: _Optional[str] = ..., kind: _Optional[_Union[TaskEventKind, str]] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ..., image_platform: _Optional[str] = ..., at_ms: _Optional[int] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class LogLine(_message.Message):
     __slots__ = ("stream", "seq", "ts_ns", "data")
@@ -285,12 +299,14 @@ class LogLine(_message.Message):
     def __init__(self, stream: _Optional[_Union[LogStream, str]] = ..., seq: _Optional[int] = ..., ts_ns: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class LogChunk(_message.Message):
-    __slots__ = ("task_id", "lines")
+    __slots__ = ("task_id", "lines", "attempt")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     LINES_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     lines: _containers.RepeatedCompositeFieldContainer[LogLine]
-    def __init__(self, task_id: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ...) -> None: ...
+    attempt: int
+    def __init__(self, task_id: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class ControllerMessage(_message.Message):
     __slots__ = ("welcome", "assign", "stop", "release", "certificate")
@@ -323,20 +339,22 @@ class Welcome(_message.Message):
     def __init__(self, host_id: _Optional[str] = ..., host_name: _Optional[str] = ..., heartbeat_interval_s: _Optional[int] = ...) -> None: ...
 
 class Assignment(_message.Message):
-    __slots__ = ("task_id", "task_name", "run", "stdout_offset", "stderr_offset", "started")
+    __slots__ = ("task_id", "task_name", "run", "stdout_offset", "stderr_offset", "started", "attempt")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_NAME_FIELD_NUMBER: _ClassVar[int]
     RUN_FIELD_NUMBER: _ClassVar[int]
     STDOUT_OFFSET_FIELD_NUMBER: _ClassVar[int]
     STDERR_OFFSET_FIELD_NUMBER: _ClassVar[int]
     STARTED_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     task_name: str
     run: RunSpec
     stdout_offset: int
     stderr_offset: int
     started: bool
-    def __init__(self, task_id: _Optional[str] = ..., task_name: _Optional[str] = ..., run: _Optional[_Union[RunSpec, _Mapping]] = ..., stdout_offset: _Optional[int] = ..., stderr_offset: _Optional[int] = ..., started: _Optional[bool] = ...) -> None: ...
+    attempt: int
+    def __init__(self, task_id: _Optional[str] = ..., task_name: _Optional[str] = ..., run: _Optional[_Union[RunSpec, _Mapping]] = ..., stdout_offset: _Optional[int] = ..., stderr_offset: _Optional[int] = ..., started: _Optional[bool] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class RunSpec(_message.Message):
     __slots__ = ("image", "commands", "env", "cpu_limit", "memory_limit_bytes", "working_dir", "privileged", "always_pull", "shm_size_bytes", "mounts")
@@ -386,20 +404,24 @@ class Mount(_message.Message):
     def __init__(self, source: _Optional[str] = ..., target: _Optional[str] = ..., volume: _Optional[str] = ..., cloud_volume_id: _Optional[str] = ..., device_serial: _Optional[str] = ..., lun: _Optional[int] = ...) -> None: ...
 
 class StopTask(_message.Message):
-    __slots__ = ("task_id", "abort", "grace_s")
+    __slots__ = ("task_id", "abort", "grace_s", "attempt")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ABORT_FIELD_NUMBER: _ClassVar[int]
     GRACE_S_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     abort: bool
     grace_s: int
-    def __init__(self, task_id: _Optional[str] = ..., abort: _Optional[bool] = ..., grace_s: _Optional[int] = ...) -> None: ...
+    attempt: int
+    def __init__(self, task_id: _Optional[str] = ..., abort: _Optional[bool] = ..., grace_s: _Optional[int] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class Release(_message.Message):
-    __slots__ = ("task_id",)
+    __slots__ = ("task_id", "attempt")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     task_id: str
-    def __init__(self, task_id: _Optional[str] = ...) -> None: ...
+    attempt: int
+    def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class TaskHistoryRequest(_message.Message):
     __slots__ = ("name",)
@@ -686,7 +708,7 @@ class SubmitRequest(_message.Message):
     def __init__(self, configuration_json: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("id", "name", "status", "host", "reason", "has_exit_code", "exit_code", "image", "arch", "configuration_json", "submitted_at_ms", "started_at_ms", "finished_at_ms", "resources", "provisioning_reason", "state")
+    __slots__ = ("id", "name", "status", "host", "reason", "has_exit_code", "exit_code", "image", "arch", "configuration_json", "submitted_at_ms", "started_at_ms", "finished_at_ms", "resources", "provisioning_reason", "state", "attempt", "retry")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -703,6 +725,8 @@ class Task(_message.Message):
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     PROVISIONING_REASON_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     status: str
@@ -719,7 +743,9 @@ class Task(_message.Message):
     resources: str
     provisioning_reason: str
     state: TaskStatus
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[str] = ..., host: _Optional[str] = ..., reason: _Optional[str] = ..., has_exit_code: _Optional[bool] = ..., exit_code: _Optional[int] = ..., image: _Optional[str] = ..., arch: _Optional[str] = ..., configuration_json: _Optional[str] = ..., submitted_at_ms: _Optional[int] = ..., started_at_ms: _Optional[int] = ..., finished_at_ms: _Optional[int] = ..., resources: _Optional[str] = ..., provisioning_reason: _Optional[str] = ..., state: _Optional[_Union[TaskStatus, str]] = ...) -> None: ...
+    attempt: int
+    retry: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[str] = ..., host: _Optional[str] = ..., reason: _Optional[str] = ..., has_exit_code: _Optional[bool] = ..., exit_code: _Optional[int] = ..., image: _Optional[str] = ..., arch: _Optional[str] = ..., configuration_json: _Optional[str] = ..., submitted_at_ms: _Optional[int] = ..., started_at_ms: _Optional[int] = ..., finished_at_ms: _Optional[int] = ..., resources: _Optional[str] = ..., provisioning_reason: _Optional[str] = ..., state: _Optional[_Union[TaskStatus, str]] = ..., attempt: _Optional[int] = ..., retry: _Optional[str] = ...) -> None: ...
 
 class ListTasksRequest(_message.Message):
     __slots__ = ("all",)
