@@ -195,3 +195,58 @@ def test_an_azure_preempt_for_this_vm_ends_the_task_and_keeps_new_ones_away(
             assert ("GET", "/metadata/scheduledevents?api-version=2020-07-01") in imds.requests
         finally:
             agent.stop()
+
+
+RETRIED_TASK = """\
+type: task
+name: {name}
+image: dstack-test/busybox:amd64
+commands:
+  - echo running on $HOSTNAME
+  - sleep {seconds}
+retry:
+  on_events: [interruption]
+resources:
+  cpu: 1..
+  memory: 64MB..
+"""
+
+
+def test_a_spot_notice_with_retry_on_interruption_runs_the_task_again_elsewhere(
+    controller: ControllerProcess, tmp_path: Path, docker_engine: DockerEngine, our_containers: list[str]
+) -> None:
+    """dstack's `retry: on_events: [interruption]` covers a spot reclaim: the noticed host's attempt is
+    stopped and removed, attempt 2 runs on a host without a notice, and the log has the marker."""
+    c = controller
+    with fake_of("aws-c6id") as imds:
+        env = {"DSTACK_AGENT_SYSFS": str(HOSTS / "aws-c6id" / "sys"), "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url}
+        spot = AgentProcess(c, tmp_path / "spot", c.token(), "spot", config=POLL, cloud="auto", env=env)
+        onprem = AgentProcess(c, tmp_path / "onprem", c.token(), "onprem", config=POLL, cloud="off")
+        try:
+            spot.start_and_wait_online()
+            path = write_task(tmp_path / "retried.yaml", RETRIED_TASK.format(name="retried", seconds=120))
+            out = c.ctl("submit", "-d", "-f", str(path))
+            assert out.returncode == 0, out.stderr
+            first = c.wait_status("retried", "running", timeout=60)
+            our_containers.append(first["id"])
+            assert first["host"] == "spot"
+            onprem.start_and_wait_online()
+
+            imds.responses[aws.INSTANCE_ACTION_PATH] = (NOTICES / "aws-instance-action.json").read_text()
+            second = wait_for(
+                "attempt 2 running on the host without a notice",
+                lambda: (row := c.task("retried"))["status"] == "running" and row["host"] == "onprem" and row,
+                timeout=60,
+            )
+            assert second["attempt"] == 2
+            # Attempt 1's container on the noticed host is stopped and removed; only attempt 2's is left.
+            wait_for("only attempt 2's container", lambda: len(containers_of(docker_engine, first["id"])) == 1, 30)
+            history = [e["event"] for e in c.ctl_json("events", "retried")]
+            assert any(e.startswith("retried as attempt 2") for e in history), history
+            logs = c.ctl("logs", "retried").stdout
+            assert "--- attempt 2 (attempt 1: interrupted: spot terminate at 08:22:00 UTC) ---" in logs, logs
+            assert logs.count("running on") == 2, logs
+        finally:
+            c.ctl("stop", "--abort", "retried")
+            spot.stop()
+            onprem.stop()
