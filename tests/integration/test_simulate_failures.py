@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -228,7 +229,7 @@ def _run(controller: ControllerProcess, sims: dict[str, Process], tmp_path: Path
         attempts = sorted(by_task[t["id"]], key=lambda a: a[0])
         assert [a for a, _ in attempts][:1] == [1], (name, attempts)
         # Never two live attempts: one attempt ends before the next one starts, on whatever host.
-        for (_, first), (_, second) in zip(attempts, attempts[1:], strict=False):
+        for (_, first), (_, second) in pairwise(attempts):
             assert first["end"] <= second["start"], (name, attempts)
         first_host = attempts[0][1]["host"]
         assert first_host == before[name]["host"]
