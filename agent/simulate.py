@@ -30,6 +30,7 @@ from agent.channels import register_channel
 from agent.identity import KEY_FILE, TlsIdentity
 from agent.registration import RegistrationRefused, discover_ca, register
 from agent.session import AgentSession, CredentialRefused, SessionHooks
+from agent.sim.attempts_log import AttemptsLog
 from agent.sim.executor import SimExecutor
 from agent.sim.facts import host_facts, host_name
 from agent.sim.settings import SimSettings, settings_from_args
@@ -47,11 +48,16 @@ class SimulationError(ValueError):
 
 def simulate(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
+    # Opened before anything is sent: a path that cannot be written is bad input (exit 2).
+    attempts_log = AttemptsLog(settings.attempts_log) if settings.attempts_log is not None else None
     _raise_fd_limit(settings.count)
     try:
-        asyncio.run(Simulator(settings).run())
+        asyncio.run(Simulator(settings, attempts_log).run())
     except KeyboardInterrupt:  # before the loop's own handler is in place
         return 130
+    finally:
+        if attempts_log is not None:
+            attempts_log.close()
     return 0
 
 
@@ -90,8 +96,9 @@ class Throttled:
 
 
 class Simulator:
-    def __init__(self, settings: SimSettings) -> None:
+    def __init__(self, settings: SimSettings, attempts_log: AttemptsLog | None = None) -> None:
         self.s = settings
+        self.attempts_log = attempts_log
         self.started = time.monotonic()
         self.registered = 0
         self.from_state = 0
@@ -261,7 +268,7 @@ class SimHost:
         self.state_dir = s.state_dir / self.name if s.state_dir is not None else None
         self.identity = None if s.insecure else TlsIdentity(self.name, self.state_dir)
         self.cred: Credential | None = None
-        self.executor = SimExecutor(self.name)
+        self.executor = SimExecutor(self.name, sim.attempts_log)
         self.backoff = Backoff(cap_s=s.reconnect_cap_s)
 
     def load_state(self) -> bool:

@@ -28,6 +28,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--insecure", action="store_true", help="plaintext, to a controller started with --insecure")
     p.add_argument("--concurrency", type=int, default=64, help="registrations and stream openings in flight")
     p.add_argument(
+        "--attempts-log",
+        default=None,
+        metavar="FILE",
+        help="append one JSON line per attempt event (host, task_id, attempt, event: started|ended|released, "
+        "at, exit_code), written as it happens (failure tests)",
+    )
+    p.add_argument(
         "--keep-instance-id",
         action="store_true",
         help="with --count 1: report the template's cloud instance id as it is (stand in for a launched VM)",

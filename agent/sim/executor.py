@@ -9,6 +9,7 @@ import logging
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 
 from agent.session import Send, superseded
+from agent.sim.attempts_log import ENDED, RELEASED, STARTED, AttemptsLog
 from agent.sim.tasks import SimTask, SpecError, event, parse_spec, report
 
 log = logging.getLogger("dstack.agent.sim")
@@ -17,8 +18,9 @@ LOST = "the task's container disappeared from the host"
 
 
 class SimExecutor:
-    def __init__(self, host_name: str) -> None:
+    def __init__(self, host_name: str, attempts_log: AttemptsLog | None = None) -> None:
         self.host_name = host_name
+        self.attempts_log = attempts_log
         # By (task id, attempt), as the real agent's containers: a retried task is a new SimTask.
         self.tasks: dict[tuple[str, int], SimTask] = {}
         self.reporters: dict[tuple[str, int], asyncio.Task[None]] = {}
@@ -45,8 +47,9 @@ class SimExecutor:
             except SpecError as exc:
                 send(event(a.task_id, pb.TASK_EVENT_KIND_FAILED_TO_START, reason=str(exc), attempt=key[1]))
                 return
-            task = SimTask(a.task_id, self.host_name, seconds, exit_code, key[1])
+            task = SimTask(a.task_id, self.host_name, seconds, exit_code, key[1], self._ended)
             self.tasks[key] = task
+            self._note(task, STARTED)
             log.debug("task %s attempt %d started on %s for %.1fs", a.task_name, key[1], self.host_name, seconds)
         current = self.reporters.get(key)
         if current is None or current.done():
@@ -68,8 +71,16 @@ class SimExecutor:
             gone = self.tasks.pop(key, None)
             if gone is not None:
                 gone.remove()
+                self._note(gone, RELEASED)
                 if gone.exit_code is None:
                     send(superseded(*key))  # it still ran: an attempt the controller replaced
+
+    def _ended(self, task: SimTask) -> None:
+        self._note(task, ENDED)
+
+    def _note(self, task: SimTask, what: str) -> None:
+        if self.attempts_log is not None:
+            self.attempts_log.write(self.host_name, task.task_id, task.attempt, what, task.exit_code)
 
     async def end_stream(self) -> None:
         reporters, self.reporters = list(self.reporters.values()), {}

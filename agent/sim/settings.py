@@ -31,6 +31,7 @@ class SimSettings:
     concurrency: int = 64
     reconnect_cap_s: float = 10.0
     keep_instance_id: bool = False  # one host that is the template's cloud instance (a launched VM)
+    attempts_log: Path | None = None  # agent/sim/attempts_log.py
 
 
 def _split(text: str) -> tuple[str, ...]:
@@ -47,6 +48,8 @@ def settings_from_args(args: argparse.Namespace) -> SimSettings:
         raise AgentConfigError("--keep-instance-id is for one host (--count 1): instance ids name one machine")
     if not args.name_prefix.strip():
         raise AgentConfigError("--name-prefix must not be empty")
+    if args.attempts_log is not None and not args.attempts_log.strip():
+        raise AgentConfigError("--attempts-log needs a file name")
     arches = _split(args.arches)
     for a in arches:
         if a not in ARCH_RAW:
@@ -94,4 +97,5 @@ def settings_from_args(args: argparse.Namespace) -> SimSettings:
         concurrency=args.concurrency,
         reconnect_cap_s=float(os.environ.get("DSTACK_AGENT_RECONNECT_MAX_S", "10")),
         keep_instance_id=args.keep_instance_id,
+        attempts_log=Path(args.attempts_log) if args.attempts_log is not None else None,
     )

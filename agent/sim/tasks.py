@@ -60,9 +60,18 @@ class SimTask:
     """The simulated container: one timer on the event loop (no coroutine, no thread), so
     thousands of running tasks cost next to nothing."""
 
-    def __init__(self, task_id: str, host_name: str, seconds: float, exit_code: int, attempt: int = 1) -> None:
+    def __init__(
+        self,
+        task_id: str,
+        host_name: str,
+        seconds: float,
+        exit_code: int,
+        attempt: int = 1,
+        on_exit: Callable[[SimTask], None] | None = None,
+    ) -> None:
         self.task_id = task_id
         self.attempt = attempt
+        self.on_exit = on_exit  # the attempts log's "ended"
         self.lines: list[pb.LogLine] = [
             pb.LogLine(
                 stream=pb.LOG_STREAM_STDOUT, seq=0, ts_ns=time.time_ns(), data=f"simulated on {host_name}\n".encode()
@@ -76,6 +85,8 @@ class SimTask:
         if self.exit_code is None:
             self.exit_code = code
             self.done.set()
+            if self.on_exit is not None:
+                self.on_exit(self)
         self._timer = None
 
     def stop(self, abort: bool) -> None:

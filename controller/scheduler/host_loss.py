@@ -31,9 +31,12 @@ class HostLoss:
         publish: Callable[[TaskRecord], None],
         clock: Callable[[], float],
         store_after: Callable[[TaskRecord, Effects], TaskRecord] | None = None,  # a retry writes its marker too
+        # The server releases these (task id, attempt) on the host's stream, if one is still open, and ends it.
+        end_stream: Callable[[str, list[tuple[str, int]]], object] | None = None,
     ) -> None:
         self.store, self.journal, self.inventory, self.publish, self.clock = store, journal, inventory, publish, clock
         self.store_after = store_after
+        self.end_stream = end_stream
         self._declared: set[str] = set()  # hosts whose tasks were ended, until they come back
         self._checked_at = 0.0
 
@@ -47,14 +50,23 @@ class HostLoss:
         self._declared &= {h.host_id for h in lost}
         for host in lost:
             if host.host_id not in self._declared:
-                self._end_tasks(host, now)
+                replaced = self._end_tasks(host, now)
                 self._declared.add(host.host_id)  # only once all its tasks were written
+                if self.end_stream is not None:
+                    # A silent stream may still be open (a frozen process, a paused VM, a partition
+                    # without a reset). What it reads first if it ever wakes: release the attempts
+                    # replaced meanwhile (else they run on until they exit by themselves), then the
+                    # end of the stream, so it says hello again and lists whatever else it holds.
+                    self.end_stream(host.host_id, replaced)
 
-    def _end_tasks(self, host: LostHost, now: float) -> None:
+    def _end_tasks(self, host: LostHost, now: float) -> list[tuple[str, int]]:
+        """Ends or retries the host's tasks; returns the (task id, attempt) they had there."""
         ended: list[str] = []
+        replaced: list[tuple[str, int]] = []
         for task in self.store.list_tasks(include_finished=False):
             after, effects = on_host_lost(task, host.host_id, host.name, host.last_heard, now)
             if effects.changed:
+                replaced.append((task.id, task.attempt))
                 if self.store_after is not None:
                     after = self.store_after(after, effects)
                 else:
@@ -74,3 +86,4 @@ class HostLoss:
             )
         else:
             log.info("host %s is lost (last heard %s UTC): it holds no task", host.name, clock_text(host.last_heard))
+        return replaced

@@ -47,11 +47,12 @@ class Scheduler:
         publish: Publish,
         placed: Placed,  # sends the assignment (or attaches its cloud volumes first)
         store_after: StoreAfter | None = None,  # stores a transition's task (a retry with its log marker)
+        end_stream: Callable[[str, list[tuple[str, int]]], object] | None = None,  # a lost host's: see HostLoss
     ) -> None:
         self.store, self.journal, self.inventory, self.lookup, self.clock = store, journal, inventory, lookup, clock
         self.publish, self.placed = publish, placed
         self.also_wake: Callable[[], None] | None = None  # the burst reconciler, when there is one
-        self.host_loss = HostLoss(store, journal, inventory, publish, clock, store_after)
+        self.host_loss = HostLoss(store, journal, inventory, publish, clock, store_after, end_stream)
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._scheduled_generation = -1

@@ -76,6 +76,7 @@ class Controller:
             self.publish_status,
             self._placed,
             self.store_task_after,
+            self._end_stream,
         )
         self.tls = tls
         self.agent_port = agent_port
@@ -257,6 +258,18 @@ class Controller:
 
     def _host_offline(self, host_name: str, task_ids: list[str]) -> None:
         self.journal.note(task_ids, task_events.HOST_OFFLINE, f"host {host_name} offline")
+
+    def _end_stream(self, host_id: str, replaced: list[tuple[str, int]]) -> None:
+        """A lost host's stream, if one is still open: the attempts that were replaced are released
+        on it, then it ends, so the agent, when it wakes, stops them at once and says hello again
+        (on_hello releases whatever else it holds that is not current)."""
+        session = self.sessions.get(host_id)
+        if session is not None:
+            log.info("host %s is lost with its stream still open: %d attempts released, the stream ended",
+                     self.host_name(host_id), len(replaced))  # fmt: skip
+            for task_id, attempt in replaced:
+                session.send(release(task_id, attempt))
+            session.close()
 
     def publish_status(self, task: TaskRecord) -> None:
         self.events.publish(task.id, pb.LogEvent(status=self.task_message(task)))

@@ -167,3 +167,26 @@ def test_a_host_back_inside_the_lost_period_keeps_its_task(store: Store) -> None
     loss.check()
     assert inventory.index.get("h1").live
     assert store.get_task("t1").status == TaskStatus.RUNNING and inventory.ledger.on_host("h1").cpu == 2
+
+
+def test_a_lost_host_whose_stream_is_still_open_has_it_ended_once(store: Store) -> None:
+    """A frozen agent (SIGSTOP, a paused VM) keeps its TCP stream: when the host is lost, the
+    attempts it had are released on that stream and the stream is ended, so the agent stops them
+    as soon as it wakes, and must say hello again."""
+    clock, streams = Clock(T0), {"h1": Stream(T0)}  # the stream stays: silent, not closed
+    add_host_with_task(store, T0)
+    inventory = start_inventory(store, streams, clock)
+    ended: list[tuple[str, list[tuple[str, int]]]] = []
+    journal = TaskJournal(store, lambda host_id: host_id, clock)
+    loss = HostLoss(store, journal, inventory, lambda task: None, clock, end_stream=lambda h, r: ended.append((h, r)))
+    clock.now = T0 + 10  # offline, not lost yet: the stream is left alone
+    inventory.refresh_liveness()
+    loss.check()
+    assert ended == [] and store.get_task("t1").status == TaskStatus.RUNNING
+    clock.now = T0 + 16
+    inventory.refresh_liveness()
+    loss.check()
+    assert ended == [("h1", [("t1", 1)])] and store.get_task("t1").status == TaskStatus.FAILED
+    clock.now = T0 + 30
+    loss.check()
+    assert len(ended) == 1  # once per loss
