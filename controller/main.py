@@ -17,6 +17,7 @@ from dstack_hybrid.shared.version import VERSION
 from controller import datadir
 from controller.configs.loader import ConfigError
 from controller.images.platforms import LookupSettings
+from controller.roles import DEFAULT_API_ROLE, Role
 from controller.server.ports import ListenError
 from controller.settings import (
     DEFAULT_LISTEN,
@@ -87,6 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--ttl", default=None, help="lifetime, e.g. 1h (join default 1h; api default none)")
     create.add_argument("--uses", type=int, default=None, help="how many registrations (join default 1)")
     create.add_argument("--fleet", default="", help="hosts registering with it join this fleet")
+    create.add_argument(
+        "--role",
+        choices=[r.value for r in Role],
+        default=None,
+        help=f"an API token's role: user (tasks; the default) or admin (also fleets, volumes, backends, hosts)"
+        f" [default: {DEFAULT_API_ROLE}]",
+    )
+    create.add_argument(
+        "--description", default="", help="free text shown by `token list` and on the tasks the token submits"
+    )
     lst = tsub.add_parser("list", help="list tokens")
     _data_args(lst)
     revoke = tsub.add_parser("revoke", help="revoke a token by id")
@@ -266,6 +277,9 @@ def cmd_token(args: argparse.Namespace) -> int:
     if args.token_command == "create":
         if args.uses is not None and args.uses < 1:
             raise UsageError("--uses must be at least 1")
+        if args.role is not None and args.kind != "api":
+            raise UsageError("--role is for API tokens (--kind api): a join token only registers a host")
+        role = (Role(args.role) if args.role else DEFAULT_API_ROLE) if args.kind == "api" else None
         ttl: float | None
         if args.kind == "join":
             ttl = _duration(args.ttl or "1h", "--ttl")
@@ -274,12 +288,22 @@ def cmd_token(args: argparse.Namespace) -> int:
             ttl = _duration(args.ttl, "--ttl") if args.ttl else None
             uses = args.uses
         fingerprint = load_ca(data_dir)[0].fingerprint if args.kind == "join" else ""
-        _, text = create_token(store, args.kind, ttl_s=ttl, uses=uses, fleet=args.fleet, ca_fingerprint=fingerprint)
+        _, text = create_token(
+            store,
+            args.kind,
+            ttl_s=ttl,
+            uses=uses,
+            fleet=args.fleet,
+            ca_fingerprint=fingerprint,
+            role=role,
+            description=args.description,
+        )
         print(text)
         return 0
     if args.token_command == "list":
         now = time.time()
-        print(f"{'ID':<10} {'KIND':<5} {'FLEET':<12} {'USES LEFT':<10} {'EXPIRES':<22} STATUS")
+        header = f"{'ID':<10} {'KIND':<5} {'ROLE':<6} {'FLEET':<12} {'USES LEFT':<10} {'EXPIRES':<22} {'STATUS':<8}"
+        print(f"{header} DESCRIPTION")
         for t in store.list_tokens():
             status = (
                 "revoked"
@@ -292,7 +316,9 @@ def cmd_token(args: argparse.Namespace) -> int:
             )
             expires = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t.expires_at)) if t.expires_at else "never"
             uses = "unlimited" if t.uses_left is None else str(t.uses_left)
-            print(f"{t.id:<10} {t.kind:<5} {t.fleet or '-':<12} {uses:<10} {expires:<22} {status}")
+            role_word = str(t.role) if t.role else "-"
+            line = f"{t.id:<10} {t.kind:<5} {role_word:<6} {t.fleet or '-':<12} {uses:<10} {expires:<22} {status:<8} "
+            print((line + (t.description or "-")).rstrip())
         return 0
     if not store.revoke_token(args.id):
         raise UsageError(f"no token with id {args.id!r} (see dstack-controller token list)")

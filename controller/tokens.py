@@ -8,6 +8,7 @@ import time
 
 from dstack_hybrid.shared.tokens import format_token, hash_secret, is_fingerprint
 
+from controller.roles import DEFAULT_API_ROLE, Role
 from controller.store import Store
 from controller.store.records import TokenKind, TokenRecord
 
@@ -26,12 +27,18 @@ def create_token(
     now: float | None = None,
     ca_fingerprint: str = "",
     launch_id: str = "",
+    role: Role | None = None,
 ) -> tuple[TokenRecord, str]:
     """Stores a new token and returns it with its one-time printable form (join tokens carry
     `ca_fingerprint`, the sha256 of the controller's CA certificate; one made for a cloud launch
-    carries that launch's id, which registration checks the host against)."""
+    carries that launch's id, which registration checks the host against). An API token has a
+    role, the least one unless `role` says otherwise; a join token has none."""
     if kind == "join" and not is_fingerprint(ca_fingerprint):
         raise ValueError("a join token needs the controller CA's sha256 fingerprint")
+    if kind == "join" and role is not None:
+        raise ValueError("a join token has no role: roles are for API tokens")
+    if kind == "api" and role is None:
+        role = DEFAULT_API_ROLE
     now = time.time() if now is None else now
     secret = secrets.token_urlsafe(32)
     record = TokenRecord(
@@ -44,6 +51,7 @@ def create_token(
         fleet=fleet,
         description=description,
         launch_id=launch_id,
+        role=role,
     )
     store.add_token(record)
     return record, format_token(kind, record.id, secret, ca_fingerprint)

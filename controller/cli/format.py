@@ -23,6 +23,14 @@ def task_reason(placement: str, provisioning: str) -> str:
     return f"{placement}; cloud: {provisioning}" if placement else f"cloud: {provisioning}"
 
 
+def submitter(token_id: str, description: str) -> str:
+    """Who submitted a task: the API token's id, with its description ("3f9a0c1e (ci)"); "-" for a
+    task stored before tasks recorded it."""
+    if not token_id:
+        return "-"
+    return f"{token_id} ({description})" if description else token_id
+
+
 def size(n: int) -> str:
     for unit, scale in (("TB", 1024**4), ("GB", 1024**3), ("MB", 1024**2)):
         if n >= scale:

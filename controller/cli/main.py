@@ -150,6 +150,7 @@ def task_row(t: pb.Task) -> dict[str, str]:
         "RESOURCES": t.resources,
         "ATTEMPT": str(t.attempt or 1),
         "RETRY": t.retry or "-",
+        "SUBMITTED BY": fmt.submitter(t.submitted_by, t.submitted_by_description),
     }
 
 
@@ -169,6 +170,8 @@ def task_json(t: pb.Task) -> dict[str, Any]:
         "resources": t.resources,
         "attempt": t.attempt or 1,
         "retry": t.retry or None,
+        "submitted_by": t.submitted_by or None,  # the API token's id
+        "submitted_by_description": t.submitted_by_description or None,
     }
 
 
@@ -177,7 +180,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
     tasks = client.call(client.stub.ListTasks, pb.ListTasksRequest(all=args.all)).tasks
     headers = ["NAME", "STATUS", "HOST", "SUBMITTED", "EXIT", "REASON"]
     if args.verbose:
-        headers = ["ID", *headers[:3], "ARCH", "IMAGE", "RESOURCES", "ATTEMPT", "RETRY", *headers[3:]]
+        headers = ["ID", *headers[:3], "ARCH", "IMAGE", "RESOURCES", "ATTEMPT", "RETRY", "SUBMITTED BY", *headers[3:]]
     emit([task_row(t) for t in tasks], headers, args.json, [task_json(t) for t in tasks])
     return 0
 

@@ -7,6 +7,7 @@ import logging
 import os
 import secrets
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +18,9 @@ from dstack_hybrid.shared.tokens import parse_token, secrets_match
 from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 
 from controller.images.platforms import PlatformLookup
+from controller.roles import Role
 from controller.server.agent_service import AgentService
+from controller.server.auth import ClientAuth
 from controller.server.client_service import ClientService
 from controller.server.core import Controller
 from controller.server.errors import OneSentenceErrors
@@ -40,7 +43,7 @@ def ensure_admin_token(store: Store, path: Path) -> bool:
                 return False
         except ValueError:
             pass
-    _, text = create_token(store, "api", description="admin")
+    _, text = create_token(store, "api", description="admin", role=Role.ADMIN)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text + "\n")
@@ -125,7 +128,8 @@ def add_ports(server: grpc.aio.Server, settings: ControllerSettings) -> tuple[Se
 
 async def serve(settings: ControllerSettings, store: Store) -> None:
     server = grpc.aio.server(
-        interceptors=[OneSentenceErrors()],
+        # Outermost first: a storage failure while checking a token is still one sentence.
+        interceptors=[OneSentenceErrors(), ClientAuth(store, time.time)],
         options=[
             *SERVER_OPTIONS,
             # Pings find agents whose machine vanished without closing the connection.

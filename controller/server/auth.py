@@ -1,16 +1,32 @@
-"""Credentials on calls: `authorization: Bearer <token>` metadata."""
+"""Credentials on calls: `authorization: Bearer <token>` metadata, and what the token may do.
+
+ClientAuth stands in front of every ClientService method: it finds the API token, checks its
+role against the table in controller/server/access.py, and hands the token to the method through
+`caller()` (Submit records who submitted). The methods themselves check nothing."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import grpc
 from dstack_hybrid.shared.tokens import TokenFormatError, parse_token, secrets_match
 
+from controller.server.access import CLIENT_SERVICE, denial
 from controller.store import Store
-from controller.store.records import HostRecord
+from controller.store.records import HostRecord, TokenRecord
 
 log = logging.getLogger("dstack.controller.auth")
+
+# The API token of the call being served: set by ClientAuth in the task that runs the method.
+_CALLER: contextvars.ContextVar[TokenRecord] = contextvars.ContextVar("dstack_caller")
+
+
+def caller() -> TokenRecord:
+    """The API token that made the ClientService call being served (ClientAuth checked it)."""
+    return _CALLER.get()
 
 
 def bearer(context: grpc.aio.ServicerContext) -> str:
@@ -20,17 +36,18 @@ def bearer(context: grpc.aio.ServicerContext) -> str:
     return ""
 
 
-def api_token_ok(store: Store, token_text: str, now: float) -> bool:
+def api_token(store: Store, token_text: str, now: float) -> TokenRecord | None:
+    """The stored API token `token_text` proves, or None (malformed, unknown, revoked, expired)."""
     try:
         parsed = parse_token(token_text)
     except TokenFormatError:
-        return False
+        return None
     token = store.get_token(parsed.id) if parsed.kind == "api" else None
-    if token is None or token.kind != "api" or token.revoked:
-        return False
+    if token is None or token.kind != "api" or token.revoked or token.role is None:
+        return None
     if token.expires_at is not None and token.expires_at <= now:
-        return False
-    return secrets_match(parsed.secret, token.secret_hash)
+        return None
+    return token if secrets_match(parsed.secret, token.secret_hash) else None
 
 
 def host_for_credential(store: Store, credential: str) -> HostRecord | None:
@@ -44,6 +61,69 @@ def host_for_credential(store: Store, credential: str) -> HostRecord | None:
     return host
 
 
-async def require_api_token(store: Store, context: grpc.aio.ServicerContext, now: float) -> None:
-    if not api_token_ok(store, bearer(context), now):
+async def _admit(store: Store, clock: Callable[[], float], rpc: str, context: grpc.aio.ServicerContext) -> TokenRecord:
+    token = api_token(store, bearer(context), clock())
+    if token is None:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid API token")
+        raise AssertionError("unreachable")
+    assert token.role is not None  # api_token admits only API tokens, which have one
+    refused = denial(rpc, token.role)
+    if refused:
+        log.info("token %s (%s) refused %s", token.id, token.role, rpc)
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, refused)
+    return token
+
+
+def _unary(
+    behavior: Callable[..., Awaitable[Any]], rpc: str, store: Store, clock: Callable[[], float]
+) -> Callable[..., Awaitable[Any]]:
+    async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        _CALLER.set(await _admit(store, clock, rpc, context))
+        return await behavior(request, context)
+
+    return wrapped
+
+
+def _streaming(
+    behavior: Callable[..., Any], rpc: str, store: Store, clock: Callable[[], float]
+) -> Callable[..., AsyncIterator[Any]]:
+    async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        _CALLER.set(await _admit(store, clock, rpc, context))
+        async for response in behavior(request, context):
+            yield response
+
+    return wrapped
+
+
+class ClientAuth(grpc.aio.ServerInterceptor):
+    """Every ClientService call: a valid API token whose role covers the call, or refused
+    before the method runs. Other services (the agents' stream) pass through untouched."""
+
+    def __init__(self, store: Store, clock: Callable[[], float]) -> None:
+        self.store, self.clock = store, clock
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        service, _, rpc = handler_call_details.method.lstrip("/").rpartition("/")
+        if handler is None or service != CLIENT_SERVICE:
+            return handler
+        kwargs = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _unary(handler.unary_unary, rpc, self.store, self.clock), **kwargs
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _streaming(handler.unary_stream, rpc, self.store, self.clock), **kwargs
+            )
+        # The client service has no client-streaming calls; one added later is refused to all
+        # rather than served unchecked.
+        log.error("%s: no auth wrapper for its call kind; refused", handler_call_details.method)
+        return None  # type: ignore[return-value]

@@ -1,4 +1,5 @@
-"""ClientService: what dstackctl calls. Every call needs an API token."""
+"""ClientService: what dstackctl calls. Every call needs an API token whose role covers it: the
+ClientAuth interceptor (controller/server/auth.py) checks that before a method here runs."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from controller.inventory.views import host_facts
 from controller.scheduling import taskspec
 from controller.scheduling.lifecycle import on_stop_while_offline
 from controller.scheduling.requirements import SubmitError, check_zones, mounts
-from controller.server.auth import require_api_token
+from controller.server.auth import caller
 from controller.server.configs_service import ConfigsMixin
 from controller.server.convert import log_line, ms
 from controller.server.core import Controller
@@ -37,9 +38,6 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
     def __init__(self, controller: Controller) -> None:
         self.c = controller
 
-    async def _auth(self, context: grpc.aio.ServicerContext) -> None:
-        await require_api_token(self.c.store, context, self.c.clock())
-
     async def _find(self, name: str, context: grpc.aio.ServicerContext) -> TaskRecord:
         task = self.c.store.find_task(name)
         if task is None:
@@ -48,7 +46,6 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
         return task
 
     async def Submit(self, request: pb.SubmitRequest, context: grpc.aio.ServicerContext) -> pb.Task:
-        await self._auth(context)
         try:
             config = taskspec.parse(request.configuration_json)
         except InputRefused as exc:  # a sentence of its own: "the task configuration is larger than ..."
@@ -79,8 +76,10 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
             image=config.image,
             submitted_at=self.c.clock(),
             arch=taskspec.explicit_arch(config) or "",
+            submitted_by=(token := caller()).id,
+            submitted_by_description=token.description,
         )
-        log.info("task %s submitted (%s)", name, task.image)
+        log.info("task %s submitted (%s) by token %s", name, task.image, token.id)
         return self.c.task_message(await self.c.place_new(task))
 
     async def _check(self, config: TaskConfiguration) -> None:
@@ -99,16 +98,13 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
                 return name
 
     async def ListTasks(self, request: pb.ListTasksRequest, context: grpc.aio.ServicerContext) -> pb.ListTasksResponse:
-        await self._auth(context)
         tasks = self.c.store.list_tasks(include_finished=request.all)
         return pb.ListTasksResponse(tasks=[self.c.task_message(t) for t in tasks])
 
     async def GetTask(self, request: pb.GetTaskRequest, context: grpc.aio.ServicerContext) -> pb.Task:
-        await self._auth(context)
         return self.c.task_message(await self._find(request.name, context))
 
     async def StopTask(self, request: pb.StopTaskRequest, context: grpc.aio.ServicerContext) -> pb.Task:
-        await self._auth(context)
         task = await self._find(request.name, context)
         if task.terminal:
             return self.c.task_message(task)
@@ -137,7 +133,6 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
     async def TaskHistory(
         self, request: pb.TaskHistoryRequest, context: grpc.aio.ServicerContext
     ) -> pb.TaskHistoryResponse:
-        await self._auth(context)
         task = await self._find(request.name, context)
         entries = [
             pb.TaskHistoryEntry(at_ms=ms(e.at), kind=e.kind, message=e.message) for e in self.c.journal.history(task.id)
@@ -147,7 +142,6 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
     async def StreamLogs(
         self, request: pb.StreamLogsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.LogEvent]:
-        await self._auth(context)
         task = await self._find(request.name, context)
         if request.stdout_offset < 0 or request.stderr_offset < 0:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "log offsets must not be negative")
@@ -185,7 +179,6 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
             self.c.events.unsubscribe(task.id, queue)
 
     async def ListHosts(self, request: pb.ListHostsRequest, context: grpc.aio.ServicerContext) -> pb.ListHostsResponse:
-        await self._auth(context)
         counts = self.c.inventory.ledger.task_counts()
         return pb.ListHostsResponse(
             hosts=[self.host_message(h, counts.get(h.id, 0)) for h in self.c.store.list_hosts()]
@@ -220,7 +213,6 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
         )
 
     async def RemoveHost(self, request: pb.RemoveHostRequest, context: grpc.aio.ServicerContext) -> pb.Host:
-        await self._auth(context)
         host = next((h for h in self.c.store.list_hosts() if request.name in (h.name, h.id)), None)
         if host is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no host named {request.name!r}")
@@ -238,27 +230,22 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
         )
 
     async def Apply(self, request: pb.ApplyRequest, context: grpc.aio.ServicerContext) -> pb.ApplyResponse:
-        await self._auth(context)
         return await self.apply(request, context)
 
     async def Delete(self, request: pb.DeleteRequest, context: grpc.aio.ServicerContext) -> pb.DeleteResponse:
-        await self._auth(context)
         return await self.delete(request, context)
 
     async def ListFleets(
         self, request: pb.ListFleetsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListFleetsResponse:
-        await self._auth(context)
         return await self.list_fleets()
 
     async def ListVolumes(
         self, request: pb.ListVolumesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListVolumesResponse:
-        await self._auth(context)
         return await self.list_volumes()
 
     async def Offers(self, request: pb.OffersRequest, context: grpc.aio.ServicerContext) -> pb.OffersResponse:
-        await self._auth(context)
         return await self.offers(request, context)
 
     def _session_seen(self, host_id: str) -> float:

@@ -33,6 +33,8 @@ def task_message(task: TaskRecord, host_name: str, resources: str = "", retry: s
         resources=resources,
         attempt=task.attempt,
         retry=retry,
+        submitted_by=task.submitted_by,
+        submitted_by_description=task.submitted_by_description,
     )
 
 

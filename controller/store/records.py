@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from controller.roles import Role
 from controller.statuses import InstanceStatus, TaskStatus
 
 TokenKind = Literal["join", "api"]
@@ -22,6 +23,11 @@ class TokenRecord:
     revoked: bool = False
     description: str = ""  # free text for `token list`; nothing parses it
     launch_id: str = ""  # a join token made for one cloud launch: that launch's id (InstanceRecord.id)
+    role: Role | None = None  # an API token's role; None for join tokens
+
+    def __post_init__(self) -> None:
+        # The store's column holds the word ("" for a join token): read back, it becomes the member.
+        self.role = Role(self.role) if self.role else None
 
 
 @dataclass
@@ -77,6 +83,10 @@ class TaskRecord:
     stderr_base: int = 0
     # Hosts an attempt of this task was lost on: not chosen again while they stay offline.
     lost_hosts: list[str] = field(default_factory=list)
+    # Who submitted it: the API token's id, and that token's description as it was then (a token
+    # revoked later still names its submitter). "" for tasks stored before tasks recorded it.
+    submitted_by: str = ""
+    submitted_by_description: str = ""
 
     def __post_init__(self) -> None:
         # The store's column holds the word: a row read back (or a test's "running") becomes the

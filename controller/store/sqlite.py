@@ -51,6 +51,9 @@ from controller.store.sqlite_schema import (
 
 log = logging.getLogger("dstack.controller.store")
 
+# update_task's assignments, from the one column list (the first column, id, is the key).
+_TASK_SETS = ", ".join(f"{c.strip()}=?" for c in TASK_COLUMNS.split(",")[1:])
+
 
 @contextmanager
 def _translated() -> Iterator[None]:
@@ -149,7 +152,8 @@ class SQLiteStore(Store):
     # ------------------------------------------------------------------ tokens
     def add_token(self, token: TokenRecord) -> None:
         with self._tx() as db:
-            db.execute(f"INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", token_row(token))
+            row = token_row(token)
+            db.execute(f"INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ({','.join('?' * len(row))})", row)
 
     def get_token(self, token_id: str) -> TokenRecord | None:
         rows = self._query(f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?", (token_id,))
@@ -245,10 +249,7 @@ class SQLiteStore(Store):
         row = task_row(task)
         with self._tx() as db:
             db.execute(
-                "UPDATE tasks SET name=?, configuration_json=?, image=?, submitted_at=?, status=?, arch=?, "
-                "host_id=?, reason=?, exit_code=?, started_at=?, finished_at=?, stop_requested=?, "
-                "abort_requested=?, refused_hosts=?, refusal=?, provisioning_reason=?, attempt=?, retry_since=?, "
-                "stdout_base=?, stderr_base=?, lost_hosts=? WHERE id=?",
+                f"UPDATE tasks SET {_TASK_SETS} WHERE id=?",
                 (*row[1:], row[0]),
             )
 

@@ -20,13 +20,14 @@ def token_row(t: TokenRecord) -> tuple[Any, ...]:
         int(t.revoked),
         t.description,
         t.launch_id,
+        t.role.value if t.role else "",
     )
 
 
 def token_of(row: tuple[Any, ...]) -> TokenRecord:
-    tid, kind, secret_hash, created_at, expires_at, uses_left, fleet, revoked, description, launch_id = row
+    tid, kind, secret_hash, created_at, expires_at, uses_left, fleet, revoked, description, launch_id, role = row
     return TokenRecord(
-        tid, kind, secret_hash, created_at, expires_at, uses_left, fleet, bool(revoked), description, launch_id
+        tid, kind, secret_hash, created_at, expires_at, uses_left, fleet, bool(revoked), description, launch_id, role
     )
 
 
@@ -71,6 +72,8 @@ def task_row(t: TaskRecord) -> tuple[Any, ...]:
         t.stdout_base,
         t.stderr_base,
         json.dumps(t.lost_hosts),
+        t.submitted_by,
+        t.submitted_by_description,
     )
 
 

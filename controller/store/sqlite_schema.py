@@ -15,7 +15,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens (
     id TEXT PRIMARY KEY, kind TEXT NOT NULL, secret_hash TEXT NOT NULL, created_at REAL NOT NULL,
     expires_at REAL, uses_left INTEGER, fleet TEXT NOT NULL DEFAULT '', revoked INTEGER NOT NULL DEFAULT 0,
-    description TEXT NOT NULL DEFAULT '', launch_id TEXT NOT NULL DEFAULT ''
+    description TEXT NOT NULL DEFAULT '', launch_id TEXT NOT NULL DEFAULT '', role TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS hosts (
     id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, credential_hash TEXT NOT NULL, facts_json TEXT NOT NULL,
@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     abort_requested INTEGER NOT NULL DEFAULT 0, refused_hosts TEXT NOT NULL DEFAULT '[]',
     refusal TEXT NOT NULL DEFAULT '', provisioning_reason TEXT NOT NULL DEFAULT '',
     attempt INTEGER NOT NULL DEFAULT 1, retry_since REAL, stdout_base INTEGER NOT NULL DEFAULT 0,
-    stderr_base INTEGER NOT NULL DEFAULT 0, lost_hosts TEXT NOT NULL DEFAULT '[]'
+    stderr_base INTEGER NOT NULL DEFAULT 0, lost_hosts TEXT NOT NULL DEFAULT '[]',
+    submitted_by TEXT NOT NULL DEFAULT '', submitted_by_description TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS tasks_name ON tasks (name, submitted_at);
 CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status);
@@ -96,6 +97,8 @@ _LAUNCH_OF_TOKENS = (
     "WHERE kind = 'join' AND substr(description, 1, 7) = 'launch ' AND length(description) > 7",
 )
 
+_OLD_API_TOKENS_ARE_ADMIN = ("UPDATE tokens SET role = 'admin' WHERE kind = 'api'",)
+
 # Columns added after a table was first released: a database made by an older controller
 # gets them on open, so an upgrade keeps its hosts, tasks and logs.
 ADDED_COLUMNS: tuple[AddedColumn, ...] = (
@@ -110,6 +113,14 @@ ADDED_COLUMNS: tuple[AddedColumn, ...] = (
     AddedColumn("tasks", "stdout_base", "INTEGER NOT NULL DEFAULT 0"),
     AddedColumn("tasks", "stderr_base", "INTEGER NOT NULL DEFAULT 0"),
     AddedColumn("tasks", "lost_hosts", "TEXT NOT NULL DEFAULT '[]'"),
+    # Roles: every API token an older controller issued could do everything, and scripts holding
+    # one (a CI job applying fleets) must keep working after the upgrade, so they become admin.
+    # The operator narrows them by issuing user tokens and revoking these (`token list` shows
+    # each one's role). Join tokens have no role.
+    AddedColumn("tokens", "role", "TEXT NOT NULL DEFAULT ''", _OLD_API_TOKENS_ARE_ADMIN),
+    # Who submitted a task: unknown for tasks an older controller stored.
+    AddedColumn("tasks", "submitted_by", "TEXT NOT NULL DEFAULT ''"),
+    AddedColumn("tasks", "submitted_by_description", "TEXT NOT NULL DEFAULT ''"),
 )
 
 CONFIG_COLUMNS = "kind, name, configuration_json, created_at, updated_at, status, error"
@@ -117,12 +128,12 @@ CONFIG_COLUMNS = "kind, name, configuration_json, created_at, updated_at, status
 TASK_COLUMNS = (
     "id, name, configuration_json, image, submitted_at, status, arch, host_id, reason, exit_code, "
     "started_at, finished_at, stop_requested, abort_requested, refused_hosts, refusal, provisioning_reason, "
-    "attempt, retry_since, stdout_base, stderr_base, lost_hosts"
+    "attempt, retry_since, stdout_base, stderr_base, lost_hosts, submitted_by, submitted_by_description"
 )
 HOST_COLUMNS = (
     "id, name, credential_hash, facts_json, arch, registered_at, last_seen, region, zone, fleet, "
     "cert_serial, prev_cert_serial"
 )
 INSTANCE_COLUMNS = ", ".join(f.name for f in dataclasses.fields(InstanceRecord))
-TOKEN_COLUMNS = "id, kind, secret_hash, created_at, expires_at, uses_left, fleet, revoked, description, launch_id"
+TOKEN_COLUMNS = "id, kind, secret_hash, created_at, expires_at, uses_left, fleet, revoked, description, launch_id, role"
 ATTACHMENT_COLUMNS = ", ".join(f.name for f in dataclasses.fields(AttachmentRecord))

@@ -708,7 +708,7 @@ class SubmitRequest(_message.Message):
     def __init__(self, configuration_json: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("id", "name", "status", "host", "reason", "has_exit_code", "exit_code", "image", "arch", "configuration_json", "submitted_at_ms", "started_at_ms", "finished_at_ms", "resources", "provisioning_reason", "state", "attempt", "retry")
+    __slots__ = ("id", "name", "status", "host", "reason", "has_exit_code", "exit_code", "image", "arch", "configuration_json", "submitted_at_ms", "started_at_ms", "finished_at_ms", "resources", "provisioning_reason", "state", "attempt", "retry", "submitted_by", "submitted_by_description")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -727,6 +727,8 @@ class Task(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     RETRY_FIELD_NUMBER: _ClassVar[int]
+    SUBMITTED_BY_FIELD_NUMBER: _ClassVar[int]
+    SUBMITTED_BY_DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     status: str
@@ -745,7 +747,9 @@ class Task(_message.Message):
     state: TaskStatus
     attempt: int
     retry: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[str] = ..., host: _Optional[str] = ..., reason: _Optional[str] = ..., has_exit_code: _Optional[bool] = ..., exit_code: _Optional[int] = ..., image: _Optional[str] = ..., arch: _Optional[str] = ..., configuration_json: _Optional[str] = ..., submitted_at_ms: _Optional[int] = ..., started_at_ms: _Optional[int] = ..., finished_at_ms: _Optional[int] = ..., resources: _Optional[str] = ..., provisioning_reason: _Optional[str] = ..., state: _Optional[_Union[TaskStatus, str]] = ..., attempt: _Optional[int] = ..., retry: _Optional[str] = ...) -> None: ...
+    submitted_by: str
+    submitted_by_description: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[str] = ..., host: _Optional[str] = ..., reason: _Optional[str] = ..., has_exit_code: _Optional[bool] = ..., exit_code: _Optional[int] = ..., image: _Optional[str] = ..., arch: _Optional[str] = ..., configuration_json: _Optional[str] = ..., submitted_at_ms: _Optional[int] = ..., started_at_ms: _Optional[int] = ..., finished_at_ms: _Optional[int] = ..., resources: _Optional[str] = ..., provisioning_reason: _Optional[str] = ..., state: _Optional[_Union[TaskStatus, str]] = ..., attempt: _Optional[int] = ..., retry: _Optional[str] = ..., submitted_by: _Optional[str] = ..., submitted_by_description: _Optional[str] = ...) -> None: ...
 
 class ListTasksRequest(_message.Message):
     __slots__ = ("all",)

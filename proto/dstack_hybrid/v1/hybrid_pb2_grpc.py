@@ -153,7 +153,9 @@ class AgentService:
 
 class ClientServiceStub:
     """----------------------------------------------------------- client service
-    Every call carries `authorization: Bearer <api token>`.
+    Every call carries `authorization: Bearer <api token>`. The token's role (user or admin) decides
+    which calls it may make: controller/server/access.py holds the table; a call the role does not
+    cover fails with PERMISSION_DENIED and a sentence naming the action and the role it needs.
 
     """
 
@@ -237,7 +239,9 @@ class ClientServiceStub:
 
 class ClientServiceServicer:
     """----------------------------------------------------------- client service
-    Every call carries `authorization: Bearer <api token>`.
+    Every call carries `authorization: Bearer <api token>`. The token's role (user or admin) decides
+    which calls it may make: controller/server/access.py holds the table; a call the role does not
+    cover fails with PERMISSION_DENIED and a sentence naming the action and the role it needs.
 
     """
 
@@ -414,7 +418,9 @@ def add_ClientServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class ClientService:
     """----------------------------------------------------------- client service
-    Every call carries `authorization: Bearer <api token>`.
+    Every call carries `authorization: Bearer <api token>`. The token's role (user or admin) decides
+    which calls it may make: controller/server/access.py holds the table; a call the role does not
+    cover fails with PERMISSION_DENIED and a sentence naming the action and the role it needs.
 
     """
 
