@@ -178,6 +178,7 @@ def test_first_failing_rule_is_reported() -> None:
         "notice",
         "refused",
         "arch",
+        "policy",
         "fleet",
         "backend",
         "region",
