@@ -338,3 +338,17 @@ def test_host_policy_allow_list_and_drop_ins_win_key_by_key(tmp_path: Path) -> N
 def test_host_policy_mistakes_are_one_sentence(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(AgentConfigError, match=re.escape(message)):
         load_config(write(tmp_path, text))
+
+
+def test_the_shipped_policy_examples_are_real_keys(tmp_path: Path) -> None:
+    """Each commented policy example in the package's agent.yaml loads when uncommented."""
+    shipped = (Path(__file__).resolve().parents[2] / "packaging" / "config" / "agent.yaml").read_text()
+    block = shipped[shipped.index("#host_paths:") :]
+    first, _, second = block.partition("# or, to admit only some directories:\n")
+    for example in (first, second):
+        # Commented keys are `#key:` and `#  nested:`; prose is `# Words`.
+        keys = [line[1:] for line in example.splitlines() if re.match(r"#(\S|  )", line)]
+        text = "\n".join(keys)
+        config = load_config(write(tmp_path, text + "\n"))
+        assert config.host_paths["mode"] in ("deny-system", "allow-list")
+        assert config.allow_privileged is False
