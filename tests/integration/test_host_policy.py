@@ -147,6 +147,11 @@ def test_an_allow_list_admits_exactly_the_listed_prefix(
     allow_list_cluster: tuple[ControllerProcess, Path], docker_engine: DockerEngine, tmp_path: Path
 ) -> None:
     controller, data = allow_list_cluster
+    (host,) = controller.ctl_json("hosts")
+    assert host["facts"]["policy"]["host_paths"] == "allow-list"
+    assert host["facts"]["policy"]["allow"] == [str(data)]
+    verbose = controller.ctl("hosts", "-v")
+    assert f"host paths: only {data}; privileged: no" in verbose.stdout, verbose.stdout
     (data / "set").mkdir()
     inside = task_file(tmp_path, "inside", f"volumes: ['{data}/set:/d']\n")
     assert controller.ctl("submit", "-f", str(inside)).returncode == 0
