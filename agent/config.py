@@ -7,7 +7,7 @@ cloud-init and configuration management can add settings without editing agent.y
 conffile of the package: dpkg stops at a prompt when a file it ships was changed before it is
 installed (cloud-init's write_files runs before the install), and later upgrades would ask again.
 
-A plain dataclass with hand-written checks rather than a pydantic model: it has ten flat keys,
+A plain dataclass with hand-written checks rather than a pydantic model: it has a dozen flat keys,
 and building a pydantic schema costs `dstack-agent facts` about 60 ms of its 150 ms budget."""
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from dstack_hybrid.shared.host_policy import ALLOW_LIST, HOST_PATH_MODES, normalise
 
 DEFAULT_CONFIG = Path("/etc/dstack/agent.yaml")
 DEFAULT_CONTROLLER = "127.0.0.1:7443"
@@ -44,6 +46,10 @@ class AgentConfig:
     insecure: bool = False  # plaintext to a controller started with --insecure
     # How often the cloud's interruption notice is asked for (AWS recommends 5 s); tests use less.
     notice_poll_s: float = 5.0
+    # The host policy (agent/policy.py): which host directories a task may mount, as
+    # {"mode": deny-system | allow-list, "allow": [prefixes]}, and whether it may run privileged.
+    host_paths: dict[str, Any] = field(default_factory=dict)
+    allow_privileged: bool = False
 
 
 _STRINGS = ("controller", "join_token", "fleet", "region", "zone", "docker_host", "name")
@@ -80,10 +86,12 @@ def _validate(data: dict[Any, Any], file: Path | str) -> dict[str, Any]:
                     f"invalid notice_poll_s in {file}: expected seconds from {MIN_POLL_S:g} to {MAX_POLL_S:g}"
                 )
             values[key] = float(value)
-        elif key == "insecure":
+        elif key in ("insecure", "allow_privileged"):
             if not isinstance(value, bool):
-                raise AgentConfigError(f"invalid insecure in {file}: expected true or false")
+                raise AgentConfigError(f"invalid {key} in {file}: expected true or false")
             values[key] = value
+        elif key == "host_paths":
+            values[key] = _host_paths(value, file)
         elif key == "labels":
             if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
                 raise AgentConfigError(f"invalid labels in {file}: expected a mapping of names to values")
@@ -92,6 +100,32 @@ def _validate(data: dict[Any, Any], file: Path | str) -> dict[str, Any]:
             # YAML `true` is a bool; a label holds the word as written, lowercase like the fleet's.
             values[key] = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
     return values
+
+
+def _host_paths(value: Any, file: Path | str) -> dict[str, Any]:
+    """`host_paths: {mode: deny-system | allow-list, allow: [/data, ...]}`, checked key by key."""
+    if not isinstance(value, dict):
+        raise AgentConfigError(f"invalid host_paths in {file}: expected a mapping with mode and allow")
+    checked: dict[str, Any] = {}
+    for key, item in value.items():
+        if key == "mode":
+            if item not in HOST_PATH_MODES:
+                raise AgentConfigError(
+                    f"invalid host_paths.mode in {file}: {item!r} is not one of {', '.join(HOST_PATH_MODES)}"
+                )
+            checked[key] = item
+        elif key == "allow":
+            if not isinstance(item, list) or not all(isinstance(p, str) for p in item):
+                raise AgentConfigError(f"invalid host_paths.allow in {file}: expected a list of absolute paths")
+            for path in item:
+                if not path.startswith("/") or ".." in path.split("/"):
+                    raise AgentConfigError(
+                        f"invalid host_paths.allow in {file}: {path!r} is not an absolute path without '..'"
+                    )
+            checked[key] = [normalise(p) for p in item]
+        else:
+            raise AgentConfigError(f"unknown key {str(key)!r} under host_paths in {file} (known: mode, allow)")
+    return checked
 
 
 def running_as_service() -> bool:
@@ -134,8 +168,9 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     """`over`'s settings win over `base`'s, key by key; `labels` are merged label by label (a
     later file adds labels and changes the ones it names, and cannot remove one)."""
     merged = {**base, **over}
-    if "labels" in base and "labels" in over:
-        merged["labels"] = {**base["labels"], **over["labels"]}
+    for nested in ("labels", "host_paths"):  # host_paths: `mode` and `allow` each win on their own
+        if nested in base and nested in over:
+            merged[nested] = {**base[nested], **over[nested]}
     return merged
 
 
@@ -156,4 +191,8 @@ def load_config(path: Path | None) -> AgentConfig:
         if os.environ.get(name):
             env[key] = os.environ[name]
     values = merge(values, _validate(env, "the environment"))
+    paths = values.get("host_paths", {})
+    if paths.get("allow") and paths.get("mode") != ALLOW_LIST:
+        # Read only in allow-list mode: a list that would silently do nothing is refused instead.
+        raise AgentConfigError(f"host_paths.allow is set, but host_paths.mode is not {ALLOW_LIST} in {file}")
     return AgentConfig(**values)

@@ -27,6 +27,7 @@ from agent.facts.overrides import apply_overrides
 from agent.facts.sources import FactSources
 from agent.identity import TlsIdentity
 from agent.notices.watcher import NoticeWatcher, watched_cloud
+from agent.policy import host_policy
 from agent.registration import RegistrationRefused, discover_ca, register
 from agent.runtime.executor import DockerExecutor
 from agent.session import AgentSession, CredentialRefused, Send, SessionHooks
@@ -54,11 +55,15 @@ class Agent:
         self.notices: NoticeWatcher | None = None  # set on a host whose cloud announces interruptions
         # The CSR's CN is only a hint for people reading the controller's logs.
         self.identity = None if config.insecure else TlsIdentity(config.name or socket.gethostname(), state_dir)
+        # Read once, like the rest of agent.yaml: what the controller was told is what is enforced.
+        self.policy = host_policy(config, state_dir)
 
     def facts(self) -> HostFacts:
         runtime = self.executor.runtime if self.executor else None
         root = runtime.data_root() if runtime else disks.configured_docker_root()
-        return apply_overrides(collect(self.sources, [root] if root else [], self.config.cloud), self.config)
+        found = apply_overrides(collect(self.sources, [root] if root else [], self.config.cloud), self.config)
+        found.policy = self.policy
+        return found
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -80,7 +85,7 @@ class Agent:
             )
         if cred is None:
             cred = await self._register()
-        self.executor = DockerExecutor(facts.arch, self.config.docker_host, cred.host_id, self.state_dir)
+        self.executor = DockerExecutor(facts.arch, self.config.docker_host, cred.host_id, self.state_dir, self.policy)
         provider = watched_cloud(self.sources, self.config.cloud)
         if provider is not None:
             self.notices = NoticeWatcher(provider, self.sources, self.config.notice_poll_s)

@@ -18,6 +18,7 @@ from agent.facts import disks
 from agent.facts.collect import collect
 from agent.facts.overrides import apply_overrides
 from agent.facts.sources import FactSources
+from agent.policy import host_policy
 from agent.sim import cli as sim_cli
 
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     facts = sub.add_parser("facts", help="detect and print this host's facts")
     facts.add_argument("--json", action="store_true")
     facts.add_argument("--config", type=Path, default=None)
+    facts.add_argument("--state-dir", type=Path, default=None, help="never mountable by tasks (shown in the policy)")
     sim_cli.add_parser(sub)
     return p
 
@@ -43,6 +45,7 @@ def cmd_facts(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     root = disks.configured_docker_root()
     found = apply_overrides(collect(FactSources.from_env(), [root] if root else [], config.cloud), config)
+    found.policy = host_policy(config, args.state_dir or default_state_dir())
     return print_facts(found.to_json_dict(), args.json)
 
 
@@ -68,6 +71,12 @@ def print_facts(facts: dict[str, Any], as_json: bool) -> int:
     marks = {k: " (agent.yaml)" for k in facts["overridden"]}
     print(f"region:  {facts['region'] or '-'}{marks.get('region', '')}")
     print(f"zone:    {facts['zone'] or '-'}{marks.get('zone', '')}")
+    policy = facts["policy"]
+    if policy:
+        paths = policy["host_paths"]
+        if paths == "allow-list":
+            paths = f"only {', '.join(policy['allow']) or 'none'}"
+        print(f"policy:  host paths {paths}; privileged {'allowed' if policy['allow_privileged'] else 'refused'}")
     for warning in facts["warnings"]:
         print(f"warning: {warning}")
     return 0

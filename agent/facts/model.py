@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from dstack_hybrid.v1 import hybrid_pb2 as pb
 
+from dstack_hybrid.shared.host_policy import HostPolicy, to_proto
+
 from agent.facts.cloud.model import CloudFacts
 from agent.facts.cpu import CpuFacts
 from agent.facts.disks import DiskFacts
@@ -40,6 +42,7 @@ class HostFacts:
     labels: dict[str, str] = field(default_factory=dict)
     overridden: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    policy: HostPolicy | None = None  # what tasks may ask of this host (agent.yaml; agent/policy.py)
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +62,7 @@ class HostFacts:
             "hostname": self.hostname,
             "overridden": self.overridden,
             "warnings": self.warnings,
+            "policy": _policy_json(self.policy),
         }
 
     def to_proto(self, agent_version: str) -> pb.HostFacts:
@@ -95,4 +99,16 @@ class HostFacts:
             fleet=self.fleet or "",
             overridden=self.overridden,
             warnings=self.warnings,
+            policy=to_proto(self.policy) if self.policy is not None else None,
         )  # fmt: skip
+
+
+def _policy_json(policy: HostPolicy | None) -> dict[str, Any] | None:
+    if policy is None:
+        return None
+    return {
+        "host_paths": policy.host_paths,
+        "allow": list(policy.allow),
+        "never": list(policy.never),
+        "allow_privileged": policy.allow_privileged,
+    }

@@ -9,6 +9,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 
 import docker.errors
+from dstack_hybrid.shared.host_policy import HostPolicy
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 
 from agent.runtime.docker_runtime import DockerRuntime
@@ -19,8 +20,11 @@ log = logging.getLogger("dstack.agent")
 
 
 class DockerExecutor:
-    def __init__(self, native_arch: str, docker_host: str | None, host_id: str, state_dir: Path) -> None:
+    def __init__(
+        self, native_arch: str, docker_host: str | None, host_id: str, state_dir: Path, policy: HostPolicy
+    ) -> None:
         self.native_arch, self.docker_host, self.host_id, self.state_dir = native_arch, docker_host, host_id, state_dir
+        self.policy = policy
         self.runtime: DockerRuntime | None = None  # made once the engine answers
         self.runners: dict[tuple[str, int], asyncio.Task[None]] = {}  # by (task id, attempt)
         self._helpers: set[asyncio.Task[None]] = set()  # stops and removals in flight (kept referenced)
@@ -44,7 +48,7 @@ class DockerExecutor:
         key = (assignment.task_id, assignment.attempt or 1)
         current = self.runners.get(key)
         if current is None or current.done():
-            self.runners[key] = asyncio.ensure_future(TaskRunner(self._runtime(), assignment, send).run())
+            self.runners[key] = asyncio.ensure_future(TaskRunner(self._runtime(), assignment, send, self.policy).run())
 
     def stop(self, stop: pb.StopTask) -> None:
         runtime = self._runtime()

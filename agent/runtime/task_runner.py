@@ -14,8 +14,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from dstack_hybrid.shared.host_policy import HostPolicy
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 
+from agent.policy import refusal
 from agent.runtime.docker_runtime import DockerRuntime, RefusedError, StartError, TaskContainer
 
 log = logging.getLogger("dstack.agent.task")
@@ -28,10 +30,13 @@ def now_ms() -> int:
 
 
 class TaskRunner:
-    def __init__(self, runtime: DockerRuntime, assignment: pb.Assignment, send: Send) -> None:
+    def __init__(
+        self, runtime: DockerRuntime, assignment: pb.Assignment, send: Send, policy: HostPolicy
+    ) -> None:
         self.runtime = runtime
         self.a = assignment
         self.send = send
+        self.policy = policy
         self._streams: list[Any] = []
         self._closed = threading.Event()
 
@@ -75,6 +80,13 @@ class TaskRunner:
 
     async def _start(self) -> TaskContainer | None:
         spec = self.a.run
+        refused = await asyncio.to_thread(refusal, spec, self.policy)  # realpath reads the file system
+        if refused:
+            # Before the pull: nothing of the task is made on this host. REFUSED keeps it off this
+            # host for good, and the controller tries another.
+            log.warning("task %s: %s", self.a.task_name, refused)
+            self.event(pb.TASK_EVENT_KIND_REFUSED, reason=refused)
+            return None
         try:
             loop = asyncio.get_running_loop()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from dstack_hybrid.shared import host_policy
 from dstack_hybrid.shared.version import VERSION
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
@@ -291,11 +292,12 @@ def cmd_hosts(args: argparse.Namespace) -> int:
             "EMULATORS": ",".join(f.emulators) or "-",
             "LABELS": ",".join(f"{k}={v}" for k, v in sorted(f.labels.items())) or "-",
             "LAST SEEN": fmt.ago(h.last_seen_ms), "NOTICE": h.notice or "-",
+            "POLICY": host_policy.from_proto(f.policy).summary(),
         })  # fmt: skip
     headers = ["NAME", "ARCH", "CPU", "MEMORY", "GPU", "ZONE", "STATUS", "TASKS"]
     if args.verbose:
         headers = ["ID", *headers, "CPU MODEL", "NVME", "CLOUD", "REGION", "INSTANCE TYPE", "SPOT", "EMULATORS",
-                   "LABELS", "LAST SEEN"]  # fmt: skip
+                   "LABELS", "POLICY", "LAST SEEN"]  # fmt: skip
     if args.verbose or any(h.notice for h in hosts):
         headers.append("NOTICE")  # the cloud's interruption notice: a column only when there is one to show
     emit(rows, headers, args.json, [host_json(h) for h in hosts])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dstack_hybrid.shared import host_policy
 from dstack_hybrid.v1 import hybrid_pb2 as pb
 from google.protobuf import json_format
 
@@ -44,4 +45,5 @@ def host_view(
         fleet_regions=fleet_regions,
         fleet_zones=fleet_zones,
         notice=notice,
+        policy=host_policy.from_proto(facts.policy),
     )

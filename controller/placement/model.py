@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dstack_hybrid.shared.host_policy import DEFAULT_POLICY, HostPolicy
+
 
 @dataclass(frozen=True)
 class GpuInfo:
@@ -62,6 +64,10 @@ class Requirements:
     backends: frozenset[str] | None = None
     mounts: tuple[MountReq, ...] = ()
     image_platforms: frozenset[str] | None = None  # e.g. linux/arm64/v8, when the arch came from the image
+    # What the task asks of its host, checked against the host's policy: host directories it
+    # mounts (`/host/dir:/path`, as written) and a privileged container.
+    host_paths: tuple[str, ...] = ()
+    privileged: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,8 @@ class HostView:
     fleet_zones: frozenset[str] | None = None
     # The cloud's interruption notice (a spot reclaim, a scheduled reboot), one line: no new task.
     notice: str = ""
+    # What the host's operator lets tasks do there (agent.yaml, reported in its facts).
+    policy: HostPolicy = DEFAULT_POLICY
 
     @property
     def cpu_free(self) -> float:

@@ -13,6 +13,7 @@ from controller.configs.task import TaskConfiguration
 from controller.configs.volume import VolumeConfiguration
 from controller.placement import HostView, Requirements, first_rejection
 from controller.placement.model import GpuReq, MountReq, VolumeOption
+from controller.placement.rules.policy import host_policy
 from controller.scheduling import taskspec
 
 
@@ -85,6 +86,36 @@ def _can_meet(found: list[MountReq]) -> bool:
     return False
 
 
+def host_paths(config: TaskConfiguration) -> tuple[str, ...]:
+    """The host directories the task mounts (`/host/dir:/path`), as written."""
+    return tuple(m.instance_path for m in config.volumes if m.instance_path)
+
+
+def check_host_policy(config: TaskConfiguration, hosts: Iterable[HostView]) -> None:
+    """A task no registered host's policy allows is refused now, not left pending for ever: one
+    sentence with the first host's reason. With no host registered it waits, as any task would."""
+    paths, privileged = host_paths(config), config.privileged
+    if not paths and not privileged:
+        return
+    req = Requirements(arches=None, host_paths=paths, privileged=privileged)
+    first, others, seen = "", 0, set()
+    for host in hosts:
+        if host.policy in seen:  # hosts share a few policies: each is checked once
+            others += 1
+            continue
+        reason = host_policy(req, host)
+        if not reason:
+            return
+        seen.add(host.policy)
+        if first:
+            others += 1
+        else:
+            first = reason
+    if first:
+        more = f" (and {others} other host{'s' if others != 1 else ''})" if others else ""
+        raise SubmitError(f"no registered host allows this task: {first}{more}")
+
+
 def check_zones(config: TaskConfiguration, known: Iterable[str]) -> None:
     """Typo protection: a zone no host, fleet or volume has is refused, with the known ones listed."""
     known_set = set(known)
@@ -119,6 +150,8 @@ def requirements(
         backends=frozenset(config.backends) or None,
         mounts=mounts(config, volumes),
         image_platforms=image_platforms,
+        host_paths=host_paths(config),
+        privileged=config.privileged,
     )
 
 

@@ -18,7 +18,7 @@ from controller.configs.task import TaskConfiguration
 from controller.inventory.views import host_facts
 from controller.scheduling import taskspec
 from controller.scheduling.lifecycle import on_stop_while_offline
-from controller.scheduling.requirements import SubmitError, check_zones, mounts
+from controller.scheduling.requirements import SubmitError, check_host_policy, check_zones, mounts
 from controller.server.auth import caller
 from controller.server.configs_service import ConfigsMixin
 from controller.server.convert import log_line, ms
@@ -84,12 +84,14 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
 
     async def _check(self, config: TaskConfiguration) -> None:
         """What dstack refuses at submit: missing, inactive, doubly mounted or incompatible
-        volumes, and zones nothing has (typo protection)."""
+        volumes, and zones nothing has (typo protection); and what no registered host's policy
+        allows (host paths, privileged)."""
         if config.availability_zones:  # the known zones take a look at every host: only when needed
             zones = self.c.zones_to_check()
             if zones is not None:
                 check_zones(config, zones)
         mounts(config, self.c.volumes)
+        check_host_policy(config, self.c.policy_hosts())
 
     def _generated_name(self) -> str:
         while True:

@@ -132,6 +132,16 @@ class Controller:
         # The clouds' zones change without a generation bump: added outside the cached set.
         return zones | self.burst.known_zones if self.burst is not None else set(zones)
 
+    def policy_hosts(self) -> list[HostView]:
+        """The hosts whose policies decide whether a task could ever run: every registered one,
+        and, when bursting, an instance it would launch (its agent.yaml sets no policy: the default).
+        None registered: nothing to decide by, and the task waits for a host as any task does."""
+        hosts = self.index.hosts()
+        if hosts and self.burst is not None and self.burst.enabled:
+            hosts.append(HostView(id="", name="(a launched cloud instance)", arch="", live=True, cpu_total=0,
+                                  memory_total_bytes=0))  # fmt: skip
+        return hosts
+
     # ------------------------------------------------------------- hosts
     def load(self) -> None:
         self.inventory.load(self.scheduler.share_of)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -285,3 +286,69 @@ def test_notice_poll_interval(tmp_path: Path) -> None:
     for bad in ("0", "-1", "61", "often", "true"):
         with pytest.raises(AgentConfigError, match=why):
             load_config(write(tmp_path, f"notice_poll_s: {bad}\n"))
+
+
+# ---------------------------------------------------------------- host policy
+
+
+def test_host_policy_keys_default_to_deny_system_and_no_privileged(tmp_path: Path) -> None:
+    from agent.policy import host_policy
+
+    config = load_config(write(tmp_path, "fleet: f\n"))
+    policy = host_policy(config, tmp_path / "state")
+    assert (policy.host_paths, policy.allow, policy.allow_privileged) == ("deny-system", (), False)
+    assert str((tmp_path / "state").resolve()) in policy.never
+    assert "/run/docker.sock" in policy.never or "/var/run/docker.sock" in policy.never
+
+
+def test_host_policy_allow_list_and_drop_ins_win_key_by_key(tmp_path: Path) -> None:
+    from agent.policy import host_policy
+
+    path = write(
+        tmp_path,
+        """\
+        host_paths:
+          mode: allow-list
+          allow: [/data/, /checkpoints]
+        allow_privileged: true
+        """,
+    )
+    config = load_config(path)
+    assert config.host_paths == {"mode": "allow-list", "allow": ["/data", "/checkpoints"]}
+    (tmp_path / "agent.d").mkdir()
+    (tmp_path / "agent.d" / "10-narrow.yaml").write_text("host_paths:\n  allow: [/scratch]\nallow_privileged: false\n")
+    narrowed = host_policy(load_config(path), tmp_path / "state")
+    assert (narrowed.host_paths, narrowed.allow, narrowed.allow_privileged) == ("allow-list", ("/scratch",), False)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("host_paths: /data\n", "invalid host_paths in"),
+        ("host_paths: {mode: allow-all}\n", "invalid host_paths.mode in"),
+        ("host_paths: {mode: allow-list, allow: [data]}\n", "'data' is not an absolute path"),
+        ("host_paths: {mode: allow-list, allow: [/data/../etc]}\n", "'/data/../etc' is not an absolute path"),
+        ("host_paths: {mode: allow-list, allow: /data}\n", "expected a list of absolute paths"),
+        ("host_paths: {enabled: false}\n", "unknown key 'enabled' under host_paths"),
+        ("host_paths: {allow: [/data]}\n", "host_paths.allow is set, but host_paths.mode is not allow-list"),
+        ("allow_privileged: yes-please\n", "invalid allow_privileged in"),
+        ("allow_docker: true\n", "unknown key 'allow_docker'"),
+    ],
+)
+def test_host_policy_mistakes_are_one_sentence(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(AgentConfigError, match=re.escape(message)):
+        load_config(write(tmp_path, text))
+
+
+def test_the_shipped_policy_examples_are_real_keys(tmp_path: Path) -> None:
+    """Each commented policy example in the package's agent.yaml loads when uncommented."""
+    shipped = (Path(__file__).resolve().parents[2] / "packaging" / "config" / "agent.yaml").read_text()
+    block = shipped[shipped.index("#host_paths:") :]
+    first, _, second = block.partition("# or, to admit only some directories:\n")
+    for example in (first, second):
+        # Commented keys are `#key:` and `#  nested:`; prose is `# Words`.
+        keys = [line[1:] for line in example.splitlines() if re.match(r"#(\S|  )", line)]
+        text = "\n".join(keys)
+        config = load_config(write(tmp_path, text + "\n"))
+        assert config.host_paths["mode"] in ("deny-system", "allow-list")
+        assert config.allow_privileged is False

@@ -135,7 +135,7 @@ def test_resource_summary_counts_each_rule() -> None:
 def test_no_arch_requirement_and_every_live_host_refused() -> None:
     d = place(req(None, excluded={"id-a"}), [host("a")])
     assert d.chosen is None
-    assert d.reason == "no live host fits (1 refused): a: refused this task's image before"
+    assert d.reason == "no live host fits (1 refused): a: refused this task before"
 
 
 def test_offline_and_too_small_hosts_are_both_explained() -> None:
@@ -159,7 +159,7 @@ def test_no_arch_requirement_accepts_any_arch() -> None:
 def test_refused_is_by_host_id_not_name() -> None:
     h = host("n")
     assert first_rejection(req(excluded={"n"}), h) is None
-    assert first_rejection(req(excluded={"id-n"}), h) == Rejection("n", "refused", "refused this task's image before")
+    assert first_rejection(req(excluded={"id-n"}), h) == Rejection("n", "refused", "refused this task before")
 
 
 def test_first_failing_rule_is_reported() -> None:
@@ -178,6 +178,7 @@ def test_first_failing_rule_is_reported() -> None:
         "notice",
         "refused",
         "arch",
+        "policy",
         "fleet",
         "backend",
         "region",

@@ -73,6 +73,7 @@ def rule_of(r: Requirements, h: HostView) -> tuple[str, str] | None:
 def test_new_rules_follow_arch_in_order() -> None:
     names = [name for name, _ in RULES]
     assert names[names.index("arch") + 1 :] == [
+        "policy",
         "fleet",
         "backend",
         "region",

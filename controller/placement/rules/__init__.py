@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from dstack_hybrid.shared.host_policy import HostPolicy
+
 from controller.placement.model import GpuInfo, HostView, Requirements
 from controller.placement.rules.capacity import cpu, cpu_fits, disk, memory, nvme
 from controller.placement.rules.gpu import gpu
 from controller.placement.rules.host import arch, live, no_notice, not_refused
 from controller.placement.rules.location import backend, fleet, fleet_zone, region, zone
+from controller.placement.rules.policy import host_policy
 from controller.placement.rules.volumes import chosen_volumes, volume_matches, volumes
 from controller.placement.text import GIB, arch_text, format_bytes
 
@@ -21,6 +24,7 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("notice", no_notice),
     ("refused", not_refused),
     ("arch", arch),
+    ("policy", host_policy),
     ("fleet", fleet),
     ("backend", backend),
     ("region", region),
@@ -38,11 +42,22 @@ RULES: tuple[tuple[str, Rule], ...] = (
 # `static_req_key` (never usage): the index checks them once per group of alike hosts, not per host.
 # A rule that starts reading another field must join the keys or leave this set.
 STATIC_RULES = frozenset(
-    {"live", "notice", "arch", "fleet", "backend", "region", "zone", "fleet-zone", "volumes", "nvme"}
+    {"live", "notice", "arch", "policy", "fleet", "backend", "region", "zone", "fleet-zone", "volumes", "nvme"}
 )
 
 StaticHostKey = tuple[
-    bool, str, str, str, str, str, str, frozenset[str] | None, frozenset[str] | None, bool, tuple[GpuInfo, ...]
+    bool,
+    str,
+    str,
+    str,
+    str,
+    str,
+    str,
+    frozenset[str] | None,
+    frozenset[str] | None,
+    bool,
+    tuple[GpuInfo, ...],
+    HostPolicy,
 ]
 
 
@@ -60,11 +75,15 @@ def static_host_key(host: HostView) -> StaticHostKey:
         host.fleet_zones,
         host.local_nvme,
         host.gpus,
+        host.policy,
     )
 
 
 def static_req_key(req: Requirements) -> tuple[object, ...]:
-    return (req.arches, req.fleets, req.backends, req.regions, req.zones, req.mounts, req.nvme, req.gpu)
+    return (
+        req.arches, req.fleets, req.backends, req.regions, req.zones, req.mounts, req.nvme, req.gpu,
+        req.host_paths, req.privileged,
+    )  # fmt: skip
 
 
 __all__ = [

@@ -17,7 +17,7 @@ def no_notice(req: Requirements, host: HostView) -> str:
 
 
 def not_refused(req: Requirements, host: HostView) -> str:
-    return "refused this task's image before" if host.id in req.excluded_hosts else ""
+    return "refused this task before" if host.id in req.excluded_hosts else ""
 
 
 def arch(req: Requirements, host: HostView) -> str:

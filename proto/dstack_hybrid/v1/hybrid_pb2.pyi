@@ -134,7 +134,7 @@ class CloudIdentity(_message.Message):
     def __init__(self, provider: _Optional[str] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., zone_id: _Optional[str] = ..., instance_type: _Optional[str] = ..., instance_id: _Optional[str] = ..., spot: _Optional[bool] = ..., hyperv_generation: _Optional[str] = ...) -> None: ...
 
 class HostFacts(_message.Message):
-    __slots__ = ("arch", "arch_raw", "cpu", "memory_bytes", "disks", "nvme", "gpus", "emulators", "cloud", "region", "zone", "labels", "hostname", "agent_version", "fleet", "overridden", "warnings")
+    __slots__ = ("arch", "arch_raw", "cpu", "memory_bytes", "disks", "nvme", "gpus", "emulators", "cloud", "region", "zone", "labels", "hostname", "agent_version", "fleet", "overridden", "warnings", "policy")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -159,6 +159,7 @@ class HostFacts(_message.Message):
     FLEET_FIELD_NUMBER: _ClassVar[int]
     OVERRIDDEN_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
     arch: str
     arch_raw: str
     cpu: CpuInfo
@@ -176,7 +177,20 @@ class HostFacts(_message.Message):
     fleet: str
     overridden: _containers.RepeatedScalarFieldContainer[str]
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, arch: _Optional[str] = ..., arch_raw: _Optional[str] = ..., cpu: _Optional[_Union[CpuInfo, _Mapping]] = ..., memory_bytes: _Optional[int] = ..., disks: _Optional[_Iterable[_Union[Disk, _Mapping]]] = ..., nvme: _Optional[_Iterable[_Union[NvmeDevice, _Mapping]]] = ..., gpus: _Optional[_Iterable[_Union[Gpu, _Mapping]]] = ..., emulators: _Optional[_Iterable[str]] = ..., cloud: _Optional[_Union[CloudIdentity, _Mapping]] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., hostname: _Optional[str] = ..., agent_version: _Optional[str] = ..., fleet: _Optional[str] = ..., overridden: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    policy: HostPolicy
+    def __init__(self, arch: _Optional[str] = ..., arch_raw: _Optional[str] = ..., cpu: _Optional[_Union[CpuInfo, _Mapping]] = ..., memory_bytes: _Optional[int] = ..., disks: _Optional[_Iterable[_Union[Disk, _Mapping]]] = ..., nvme: _Optional[_Iterable[_Union[NvmeDevice, _Mapping]]] = ..., gpus: _Optional[_Iterable[_Union[Gpu, _Mapping]]] = ..., emulators: _Optional[_Iterable[str]] = ..., cloud: _Optional[_Union[CloudIdentity, _Mapping]] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., hostname: _Optional[str] = ..., agent_version: _Optional[str] = ..., fleet: _Optional[str] = ..., overridden: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ..., policy: _Optional[_Union[HostPolicy, _Mapping]] = ...) -> None: ...
+
+class HostPolicy(_message.Message):
+    __slots__ = ("host_paths", "allow", "never", "allow_privileged")
+    HOST_PATHS_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_FIELD_NUMBER: _ClassVar[int]
+    NEVER_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_PRIVILEGED_FIELD_NUMBER: _ClassVar[int]
+    host_paths: str
+    allow: _containers.RepeatedScalarFieldContainer[str]
+    never: _containers.RepeatedScalarFieldContainer[str]
+    allow_privileged: bool
+    def __init__(self, host_paths: _Optional[str] = ..., allow: _Optional[_Iterable[str]] = ..., never: _Optional[_Iterable[str]] = ..., allow_privileged: _Optional[bool] = ...) -> None: ...
 
 class RegisterRequest(_message.Message):
     __slots__ = ("join_token", "facts", "name", "csr")
