@@ -15,12 +15,16 @@ from dstack_hybrid.shared.ca_discovery import split_address
 from dstack_hybrid.shared.version import VERSION
 
 from controller import datadir
+from controller.backends.config import ControllerFileConfig
 from controller.configs.loader import ConfigError
 from controller.images.platforms import LookupSettings
 from controller.roles import DEFAULT_API_ROLE, Role
 from controller.server.ports import ListenError
+from controller.server.rate_limit import ClientRate, client_rate
 from controller.settings import (
+    DEFAULT_CLIENT_RATE,
     DEFAULT_LISTEN,
+    DEFAULT_MAX_PENDING_PER_TOKEN,
     ControllerSettings,
     default_agent_listen,
     default_data_dir,
@@ -80,14 +84,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="look Docker Hub images up at this registry instead, e.g. http://127.0.0.1:5000",
     )
 
+    serve.add_argument(
+        "--client-rate",
+        default=None,
+        help=f"calls one API token may make: N/s, N/m, N/h or off (default {DEFAULT_CLIENT_RATE}); "
+        "past it a call is refused with RESOURCE_EXHAUSTED and says when to retry",
+    )
+    serve.add_argument(
+        "--client-burst",
+        default=None,
+        help="calls one API token may make at once before --client-rate applies (default: five seconds' worth)",
+    )
+    serve.add_argument(
+        "--max-pending-per-token",
+        default=None,
+        help=f"tasks of one API token that may wait for placement; a submit past it is refused "
+        f"(default {DEFAULT_MAX_PENDING_PER_TOKEN}; off for no cap)",
+    )
+
     token = sub.add_parser("token", help="join and API tokens")
     tsub = token.add_subparsers(dest="token_command", required=True)
     create = tsub.add_parser("create", help="create a token and print it")
     _data_args(create)
     create.add_argument("--kind", choices=["join", "api"], default="join")
     create.add_argument("--ttl", default=None, help="lifetime, e.g. 1h (join default 1h; api default none)")
-    create.add_argument("--uses", type=int, default=None, help="how many registrations (join default 1)")
-    create.add_argument("--fleet", default="", help="hosts registering with it join this fleet")
+    create.add_argument("--uses", type=int, default=None, help="how many registrations (join tokens only; default 1)")
+    create.add_argument("--fleet", default="", help="hosts registering with it join this fleet (join tokens only)")
     create.add_argument(
         "--role",
         choices=[r.value for r in Role],
@@ -196,6 +218,43 @@ def _setting(flag_value: str | None, env: str, file_value: str | None, default: 
     return os.environ.get(env) or file_value or default
 
 
+def _count(text: str, named: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"{named}: {text!r} is not a whole number") from None
+    if value < 1:
+        raise UsageError(f"{named}: {value} is less than 1")
+    return value
+
+
+def _client_limits(
+    args: argparse.Namespace, file_config: ControllerFileConfig, where: str
+) -> tuple[ClientRate | None, int | None]:
+    """--client-rate/--client-burst and --max-pending-per-token, else the config file's keys."""
+    rate_text = _setting(args.client_rate, "", file_config.client_rate, DEFAULT_CLIENT_RATE)
+    rate_named = "--client-rate" if args.client_rate is not None else f"client_rate{where}"
+    burst: int | None = None
+    if args.client_burst is not None:
+        burst = _count(args.client_burst, "--client-burst")
+    elif file_config.client_burst is not None:
+        burst = _count(str(file_config.client_burst), f"client_burst{where}")
+    try:
+        rate = client_rate(rate_text, burst)
+    except ValueError as exc:
+        raise UsageError(f"{rate_named}: {exc}") from None
+    if rate is None and burst is not None:
+        raise UsageError("a client burst has no effect with the client rate off: drop one of them")
+    pending_text = _setting(
+        args.max_pending_per_token, "", file_config.max_pending_per_token, str(DEFAULT_MAX_PENDING_PER_TOKEN)
+    )
+    pending_named = (
+        "--max-pending-per-token" if args.max_pending_per_token is not None else f"max_pending_per_token{where}"
+    )
+    pending = None if pending_text.strip().lower() == "off" else _count(pending_text, pending_named)
+    return rate, pending
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from controller.server.app import ensure_admin_token, serve
 
@@ -240,6 +299,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             split_address(burst_address)
         except ValueError as exc:
             raise UsageError(f"burst.controller_address{where}: {exc}") from None
+    rate, max_pending = _client_limits(args, file_config, where)
     agent_listen = agent_listen or default_agent_listen(listen)
     _check_ports(data_dir, [listen] if args.insecure else [listen, agent_listen])
     url, store, lock = _open_serving(data_dir, args.database_url)
@@ -258,6 +318,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         tls_sans=[*file_config.tls_san, *args.tls_san],
         file_config=file_config,
         config_path=config_path,
+        client_rate=rate,
+        max_pending_per_token=max_pending,
     )
     log = logging.getLogger("dstack.controller")
     log.info("data dir %s, database %s", data_dir, url)
@@ -279,6 +341,14 @@ def cmd_token(args: argparse.Namespace) -> int:
             raise UsageError("--uses must be at least 1")
         if args.role is not None and args.kind != "api":
             raise UsageError("--role is for API tokens (--kind api): a join token only registers a host")
+        if args.kind == "api":
+            # Join-token settings: an API token is not spent by use and is not tied to a fleet.
+            for flag, given in (("--uses", args.uses is not None), ("--fleet", bool(args.fleet))):
+                if given:
+                    raise UsageError(
+                        f"{flag} is for join tokens: an API token is used for every call until it expires "
+                        "(--ttl) or is revoked, and may submit to any fleet"
+                    )
         role = (Role(args.role) if args.role else DEFAULT_API_ROLE) if args.kind == "api" else None
         ttl: float | None
         if args.kind == "join":

@@ -10,10 +10,15 @@ from controller.backends.config import ControllerFileConfig
 from controller.configs.loader import load_settings_file
 from controller.datadir import service_data_dir
 from controller.images.platforms import LookupSettings
+from controller.server.rate_limit import ClientRate, client_rate
 
 SYSTEM_CONFIG = Path("/etc/dstack/controller.yaml")
 
 DEFAULT_LISTEN = "127.0.0.1:7443"
+# What one API token may ask. A person typing, or a script polling every second, stays far below
+# both; a loop that does not wait, or a generator flooding the queue, meets them.
+DEFAULT_CLIENT_RATE = "20/s"  # with bursts of five seconds' worth (100 calls) unless --client-burst
+DEFAULT_MAX_PENDING_PER_TOKEN = 1000
 
 
 def default_agent_listen(listen: str) -> str:
@@ -78,6 +83,9 @@ class ControllerSettings:
     tls_sans: list[str] = field(default_factory=list)
     file_config: ControllerFileConfig = field(default_factory=ControllerFileConfig)
     config_path: Path | None = None
+    # Calls per API token (None: no limit), and how many of its tasks may wait for placement.
+    client_rate: ClientRate | None = field(default_factory=lambda: client_rate(DEFAULT_CLIENT_RATE, None))
+    max_pending_per_token: int | None = DEFAULT_MAX_PENDING_PER_TOKEN
 
     @property
     def admin_token_path(self) -> Path:

@@ -198,12 +198,24 @@ class ControllerFileConfig(ConfigModel):
     stop_grace: str | None = None
     image_lookup: Literal["on", "off"] | None = None
     registry_mirror: str | None = None
+    # What one API token may ask: calls (`20/s`, `600/m`, `off`) with a burst, and pending tasks.
+    client_rate: str | None = None
+    client_burst: int | None = None
+    max_pending_per_token: str | None = None  # a count or off
 
     @field_validator("image_lookup", mode="before")
     @classmethod
     def _on_off(cls, value: object) -> object:
         # YAML 1.1 readers turn a bare on/off into a boolean.
         return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
+    @field_validator("client_rate", "max_pending_per_token", mode="before")
+    @classmethod
+    def _off_or_number(cls, value: object) -> object:
+        # YAML 1.1 readers turn a bare off into False; a bare rate (`client_rate: 20`) is a number.
+        if value is False:
+            return "off"
+        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
     @field_validator("backends")
     @classmethod

@@ -25,6 +25,7 @@ from controller.server.client_service import ClientService
 from controller.server.core import Controller
 from controller.server.errors import OneSentenceErrors
 from controller.server.ports import SERVER_OPTIONS, bind_failed
+from controller.server.rate_limit import RateLimiter
 from controller.settings import ControllerSettings
 from controller.store import Store
 from controller.tls import ServerTLS, load_server_tls
@@ -127,9 +128,10 @@ def add_ports(server: grpc.aio.Server, settings: ControllerSettings) -> tuple[Se
 
 
 async def serve(settings: ControllerSettings, store: Store) -> None:
+    limiter = RateLimiter(settings.client_rate) if settings.client_rate is not None else None
     server = grpc.aio.server(
         # Outermost first: a storage failure while checking a token is still one sentence.
-        interceptors=[OneSentenceErrors(), ClientAuth(store, time.time)],
+        interceptors=[OneSentenceErrors(), ClientAuth(store, time.time, limiter)],
         options=[
             *SERVER_OPTIONS,
             # Pings find agents whose machine vanished without closing the connection.

@@ -1,13 +1,15 @@
 """Credentials on calls: `authorization: Bearer <token>` metadata, and what the token may do.
 
 ClientAuth stands in front of every ClientService method: it finds the API token, checks its
-role against the table in controller/server/access.py, and hands the token to the method through
-`caller()` (Submit records who submitted). The methods themselves check nothing."""
+role against the table in controller/server/access.py, spends one call of the token's rate limit
+(controller/server/rate_limit.py), and hands the token to the method through `caller()` (Submit
+records who submitted). The methods themselves check nothing."""
 
 from __future__ import annotations
 
 import contextvars
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -15,6 +17,7 @@ import grpc
 from dstack_hybrid.shared.tokens import TokenFormatError, parse_token, secrets_match
 
 from controller.server.access import CLIENT_SERVICE, denial
+from controller.server.rate_limit import RateLimiter
 from controller.store import Store
 from controller.store.records import HostRecord, TokenRecord
 
@@ -61,12 +64,32 @@ def host_for_credential(store: Store, credential: str) -> HostRecord | None:
     return host
 
 
-async def _admit(store: Store, clock: Callable[[], float], rpc: str, context: grpc.aio.ServicerContext) -> TokenRecord:
-    token = api_token(store, bearer(context), clock())
+class _Gate:
+    """What _admit needs: the store for tokens, the wall clock for their expiry, and the rate
+    limiter with its own monotonic clock (None: no limit)."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Callable[[], float],
+        limiter: RateLimiter | None,
+        monotonic: Callable[[], float],
+    ) -> None:
+        self.store, self.clock, self.limiter, self.monotonic = store, clock, limiter, monotonic
+
+
+async def _admit(gate: _Gate, rpc: str, context: grpc.aio.ServicerContext) -> TokenRecord:
+    token = api_token(gate.store, bearer(context), gate.clock())
     if token is None:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid API token")
         raise AssertionError("unreachable")
     assert token.role is not None  # api_token admits only API tokens, which have one
+    # Before the role: a refused call is still a call the controller answered.
+    if gate.limiter is not None:
+        wait_s = gate.limiter.admit(token.id, gate.monotonic())
+        if wait_s > 0:
+            log.info("token %s over its rate limit (%s)", token.id, rpc)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, gate.limiter.refusal(wait_s))
     refused = denial(rpc, token.role)
     if refused:
         log.info("token %s (%s) refused %s", token.id, token.role, rpc)
@@ -74,21 +97,18 @@ async def _admit(store: Store, clock: Callable[[], float], rpc: str, context: gr
     return token
 
 
-def _unary(
-    behavior: Callable[..., Awaitable[Any]], rpc: str, store: Store, clock: Callable[[], float]
-) -> Callable[..., Awaitable[Any]]:
+def _unary(behavior: Callable[..., Awaitable[Any]], rpc: str, gate: _Gate) -> Callable[..., Awaitable[Any]]:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        _CALLER.set(await _admit(store, clock, rpc, context))
+        _CALLER.set(await _admit(gate, rpc, context))
         return await behavior(request, context)
 
     return wrapped
 
 
-def _streaming(
-    behavior: Callable[..., Any], rpc: str, store: Store, clock: Callable[[], float]
-) -> Callable[..., AsyncIterator[Any]]:
+def _streaming(behavior: Callable[..., Any], rpc: str, gate: _Gate) -> Callable[..., AsyncIterator[Any]]:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        _CALLER.set(await _admit(store, clock, rpc, context))
+        # Admitted once: a stream, however long, is one call of the rate limit.
+        _CALLER.set(await _admit(gate, rpc, context))
         async for response in behavior(request, context):
             yield response
 
@@ -96,11 +116,18 @@ def _streaming(
 
 
 class ClientAuth(grpc.aio.ServerInterceptor):
-    """Every ClientService call: a valid API token whose role covers the call, or refused
-    before the method runs. Other services (the agents' stream) pass through untouched."""
+    """Every ClientService call: a valid API token within its rate limit whose role covers the
+    call, or refused before the method runs. Other services (the agents' stream) pass through
+    untouched."""
 
-    def __init__(self, store: Store, clock: Callable[[], float]) -> None:
-        self.store, self.clock = store, clock
+    def __init__(
+        self,
+        store: Store,
+        clock: Callable[[], float],
+        limiter: RateLimiter | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.gate = _Gate(store, clock, limiter, monotonic)
 
     async def intercept_service(
         self,
@@ -116,13 +143,9 @@ class ClientAuth(grpc.aio.ServerInterceptor):
             "response_serializer": handler.response_serializer,
         }
         if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _unary(handler.unary_unary, rpc, self.store, self.clock), **kwargs
-            )
+            return grpc.unary_unary_rpc_method_handler(_unary(handler.unary_unary, rpc, self.gate), **kwargs)
         if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _streaming(handler.unary_stream, rpc, self.store, self.clock), **kwargs
-            )
+            return grpc.unary_stream_rpc_method_handler(_streaming(handler.unary_stream, rpc, self.gate), **kwargs)
         # The client service has no client-streaming calls; one added later is refused to all
         # rather than served unchecked.
         log.error("%s: no auth wrapper for its call kind; refused", handler_call_details.method)

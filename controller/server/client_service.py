@@ -23,6 +23,7 @@ from controller.server.auth import caller
 from controller.server.configs_service import ConfigsMixin
 from controller.server.convert import log_line, ms
 from controller.server.core import Controller
+from controller.server.pending_cap import PendingCap, PendingCapReached
 from controller.status_wire import host_state, task_status
 from controller.statuses import HostStatus, TaskStatus
 from controller.store.records import HostRecord, TaskRecord
@@ -37,6 +38,10 @@ ANIMALS = ("badger", "crane", "falcon", "heron", "lynx", "otter", "panda", "rave
 class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
     def __init__(self, controller: Controller) -> None:
         self.c = controller
+        self.pending_cap = PendingCap(
+            controller.settings.max_pending_per_token,
+            lambda token_id: controller.store.count_tasks(token_id, TaskStatus.PENDING),
+        )
 
     async def _find(self, name: str, context: grpc.aio.ServicerContext) -> TaskRecord:
         task = self.c.store.find_task(name)
@@ -69,18 +74,25 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
             await self._check(config)
         except SubmitError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        task = TaskRecord(
-            id=uuid.uuid4().hex,
-            name=name,
-            configuration_json=request.configuration_json,
-            image=config.image,
-            submitted_at=self.c.clock(),
-            arch=taskspec.explicit_arch(config) or "",
-            submitted_by=(token := caller()).id,
-            submitted_by_description=token.description,
-        )
-        log.info("task %s submitted (%s) by token %s", name, task.image, token.id)
-        return self.c.task_message(await self.c.place_new(task))
+        token = caller()
+        try:
+            with self.pending_cap.submitting(token.id):
+                task = TaskRecord(
+                    id=uuid.uuid4().hex,
+                    name=name,
+                    configuration_json=request.configuration_json,
+                    image=config.image,
+                    submitted_at=self.c.clock(),
+                    arch=taskspec.explicit_arch(config) or "",
+                    submitted_by=token.id,
+                    submitted_by_description=token.description,
+                )
+                log.info("task %s submitted (%s) by token %s", name, task.image, token.id)
+                return self.c.task_message(await self.c.place_new(task))
+        except PendingCapReached as exc:
+            log.info("token %s refused a submit: %s", token.id, exc)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+            raise AssertionError("unreachable") from None
 
     async def _check(self, config: TaskConfiguration) -> None:
         """What dstack refuses at submit: missing, inactive, doubly mounted or incompatible

@@ -6,6 +6,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
+from controller.statuses import TaskStatus
 from controller.store.records import (
     AttachmentRecord,
     ConfigRecord,
@@ -76,6 +77,10 @@ class Store(ABC):
 
     @abstractmethod
     def list_tasks(self, include_finished: bool) -> list[TaskRecord]: ...
+
+    @abstractmethod
+    def count_tasks(self, submitted_by: str, status: TaskStatus) -> int:
+        """How many tasks the API token `submitted_by` submitted are in `status` now."""
 
     @abstractmethod
     def update_task(self, task: TaskRecord) -> None: ...

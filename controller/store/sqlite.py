@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from controller.statuses import TERMINAL_TASK_STATUSES
+from controller.statuses import TERMINAL_TASK_STATUSES, TaskStatus
 from controller.store.base import Store
 from controller.store.errors import StorageError, storage_error
 from controller.store.records import (
@@ -41,6 +41,7 @@ from controller.store.sqlite_schema import (
     ATTACHMENT_COLUMNS,
     CONFIG_COLUMNS,
     HOST_COLUMNS,
+    INDEXES_ON_ADDED_COLUMNS,
     INSTANCE_COLUMNS,
     SCHEMA,
     SCHEMA_VERSION,
@@ -85,6 +86,8 @@ class SQLiteStore(Store):
             # executescript commits on its own, so it runs outside _tx; every statement is idempotent.
             self._db.executescript(SCHEMA)
             self._add_missing_columns()
+            for statement in INDEXES_ON_ADDED_COLUMNS:
+                self._db.execute(statement)
         with self._tx():
             self._db.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
@@ -244,6 +247,12 @@ class SQLiteStore(Store):
             params = tuple(sorted(s.value for s in TERMINAL_TASK_STATUSES))
             sql += f" WHERE status NOT IN ({','.join('?' * len(params))})"
         return [task_of(r) for r in self._query(sql + " ORDER BY submitted_at", params)]
+
+    def count_tasks(self, submitted_by: str, status: TaskStatus) -> int:
+        rows = self._query(
+            "SELECT COUNT(*) FROM tasks WHERE submitted_by = ? AND status = ?", (submitted_by, status.value)
+        )
+        return int(rows[0][0])
 
     def update_task(self, task: TaskRecord) -> None:
         row = task_row(task)

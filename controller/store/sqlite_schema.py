@@ -123,6 +123,12 @@ ADDED_COLUMNS: tuple[AddedColumn, ...] = (
     AddedColumn("tasks", "submitted_by_description", "TEXT NOT NULL DEFAULT ''"),
 )
 
+# Indexes on added columns: created after ADDED_COLUMNS ran, when an older database has them.
+# tasks_submitter: a submit counts its token's pending tasks (the per-token cap) without a scan.
+INDEXES_ON_ADDED_COLUMNS: tuple[str, ...] = (
+    "CREATE INDEX IF NOT EXISTS tasks_submitter ON tasks (submitted_by, status)",
+)
+
 CONFIG_COLUMNS = "kind, name, configuration_json, created_at, updated_at, status, error"
 
 TASK_COLUMNS = (

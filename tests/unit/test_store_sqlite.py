@@ -536,3 +536,16 @@ def test_attachments_are_kept_replaced_and_dropped_by_volume_or_host(db_path: Pa
             store.delete_attachments()
     finally:
         store.close()
+
+
+def test_count_tasks_counts_one_submitters_tasks_in_one_status(store: Store) -> None:
+    from controller.statuses import TaskStatus
+
+    store.add_task(task("a1", "a1", submitted_by="alice"))
+    store.add_task(task("a2", "a2", submitted_by="alice"))
+    store.add_task(task("a3", "a3", submitted_by="alice", status=TaskStatus.RUNNING))
+    store.add_task(task("b1", "b1", submitted_by="bob"))
+    assert store.count_tasks("alice", TaskStatus.PENDING) == 2
+    assert store.count_tasks("alice", TaskStatus.RUNNING) == 1
+    assert store.count_tasks("bob", TaskStatus.PENDING) == 1
+    assert store.count_tasks("carol", TaskStatus.PENDING) == 0
