@@ -2,7 +2,8 @@
 
 ClientAuth stands in front of every ClientService method: it finds the API token, checks its
 role against the table in controller/server/access.py, spends one call of the token's rate limit
-(controller/server/rate_limit.py), and hands the token to the method through `caller()` (Submit
+(controller/server/rate_limit.py), refuses requests past their size (controller/server/request_size.py),
+and hands the token to the method through `caller()` (Submit
 records who submitted). The methods themselves check nothing."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dstack_hybrid.shared.tokens import TokenFormatError, parse_token, secrets_m
 
 from controller.server.access import CLIENT_SERVICE, denial
 from controller.server.rate_limit import RateLimiter
+from controller.server.request_size import oversized
 from controller.store import Store
 from controller.store.records import HostRecord, TokenRecord
 
@@ -97,9 +99,16 @@ async def _admit(gate: _Gate, rpc: str, context: grpc.aio.ServicerContext) -> To
     return token
 
 
+async def _check_size(rpc: str, request: Any, context: grpc.aio.ServicerContext) -> None:
+    refused = oversized(rpc, request)
+    if refused:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, refused)
+
+
 def _unary(behavior: Callable[..., Awaitable[Any]], rpc: str, gate: _Gate) -> Callable[..., Awaitable[Any]]:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
         _CALLER.set(await _admit(gate, rpc, context))
+        await _check_size(rpc, request, context)
         return await behavior(request, context)
 
     return wrapped
@@ -109,6 +118,7 @@ def _streaming(behavior: Callable[..., Any], rpc: str, gate: _Gate) -> Callable[
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         # Admitted once: a stream, however long, is one call of the rate limit.
         _CALLER.set(await _admit(gate, rpc, context))
+        await _check_size(rpc, request, context)
         async for response in behavior(request, context):
             yield response
 

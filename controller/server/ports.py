@@ -12,8 +12,17 @@ import socket
 
 from dstack_hybrid.shared.ca_discovery import split_address
 
-# The server's options: one process per port.
-SERVER_OPTIONS: list[tuple[str, int]] = [("grpc.so_reuseport", 0)]
+# The largest message the server reads, clients' and agents' alike: gRPC's own default, said here
+# so it is one number the README can quote. A client request past it is refused by gRPC before it
+# is decoded ("Received message larger than max"); those within it meet the smaller caps of
+# controller/server/request_size.py and bounded_input (1 MiB of configuration).
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+# The server's options: one process per port, and the message size above.
+SERVER_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.so_reuseport", 0),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+]
 
 
 class ListenError(Exception):

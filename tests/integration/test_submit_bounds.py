@@ -179,3 +179,42 @@ def test_apply_rpc_has_the_same_bounds(controller: ControllerProcess) -> None:
     error = call(controller, "Apply", pb.ApplyRequest(kind="fleet", configuration_json=fleet))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error.details() == "the fleet configuration is larger than the 1 MiB limit"
+
+
+# --- request sizes (controller/server/request_size.py, ports.MAX_MESSAGE_BYTES) -------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "request_message"),
+    [
+        ("GetTask", pb.GetTaskRequest(name="x" * 20_000)),
+        ("StopTask", pb.StopTaskRequest(name="x" * 2_000_000)),
+        ("Delete", pb.DeleteRequest(kind="fleet", name="x" * 20_000)),
+        ("Submit", pb.SubmitRequest(configuration_json='{"type": "task", "image": "x"}', name="x" * 20_000)),
+        ("Apply", pb.ApplyRequest(kind="x" * 20_000, configuration_json='{"type": "fleet", "name": "f"}')),
+    ],
+    ids=["get-20k", "stop-2m", "delete-20k", "submit-name-20k", "apply-kind-20k"],
+)
+def test_names_of_megabytes_are_refused_in_one_sentence(
+    controller: ControllerProcess, method: str, request_message: object
+) -> None:
+    """Before: the name was looked up and echoed in the error, whose trailer broke gRPC's metadata
+    limit: the client got "Stream removed (received metadata size exceeds hard limit ...)"."""
+    error = call(controller, method, request_message)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    assert error.details().startswith(f"the {method} request"), error.details()
+    assert error.details().endswith("past the 8 KiB limit for names and options")
+
+
+def test_dstackctl_with_a_long_name_says_so(controller: ControllerProcess) -> None:
+    out = controller.ctl("logs", "x" * 20_000, timeout=BOUND)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith("dstackctl: the StreamLogs request takes 20004 bytes, past the 8 KiB limit"), (
+        out.stderr
+    )
+
+
+def test_a_message_past_grpcs_limit_is_refused_before_it_is_read(controller: ControllerProcess) -> None:
+    error = call(controller, "Submit", pb.SubmitRequest(configuration_json=" " * (5 * 1024 * 1024)))
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error.details() == "SERVER: Received message larger than max (5242885 vs. 4194304)"

@@ -89,9 +89,9 @@ def test_the_pending_cap_counts_the_store_and_submits_in_flight() -> None:
     stored = {"alice": 2, "bob": 0}
     cap = PendingCap(3, lambda token_id: stored[token_id])
     with cap.submitting("alice"):  # 2 stored + this one = 3: the last admitted
-        with pytest.raises(PendingCapReached) as refused:
-            with cap.submitting("alice"):  # a concurrent submit, before the first is stored
-                pass
+        # A concurrent submit, before the first is stored.
+        with pytest.raises(PendingCapReached) as refused, cap.submitting("alice"):
+            pass
         with cap.submitting("bob"):  # another token is not capped by alice's tasks
             pass
     assert str(refused.value) == (
@@ -99,9 +99,8 @@ def test_the_pending_cap_counts_the_store_and_submits_in_flight() -> None:
         "(--max-pending-per-token): stop some or wait until they start, then submit again"
     )
     stored["alice"] = 3  # the first one stored, still pending
-    with pytest.raises(PendingCapReached):
-        with cap.submitting("alice"):
-            pass
+    with pytest.raises(PendingCapReached), cap.submitting("alice"):
+        pass
     stored["alice"] = 2  # one of them started
     with cap.submitting("alice"):
         pass
@@ -113,3 +112,19 @@ def test_no_cap_admits_everything_and_never_counts() -> None:
 
     with PendingCap(None, never).submitting("alice"):
         pass
+
+
+def test_request_sizes_past_the_plain_limit_are_named() -> None:
+    from dstack_hybrid.v1 import hybrid_pb2 as pb
+
+    from controller.server.request_size import MAX_PLAIN_BYTES, oversized
+
+    assert oversized("GetTask", pb.GetTaskRequest(name="train-1")) == ""
+    big = pb.GetTaskRequest(name="x" * MAX_PLAIN_BYTES)
+    assert oversized("GetTask", big) == (
+        f"the GetTask request takes {big.ByteSize()} bytes, past the 8 KiB limit for names and options"
+    )
+    # The configuration has its own cap and sentence, in the method: not counted here.
+    assert oversized("Submit", pb.SubmitRequest(configuration_json="{" + " " * 900_000 + "}", name="a")) == ""
+    named = pb.SubmitRequest(configuration_json="{}", name="n" * 10_000)
+    assert oversized("Submit", named).startswith("the Submit request's fields besides the configuration take 100")
