@@ -18,9 +18,9 @@ from controller import datadir
 from controller.backends.config import ControllerFileConfig
 from controller.configs.loader import ConfigError
 from controller.images.platforms import LookupSettings
+from controller.rate_limit import ClientRate, client_rate
 from controller.roles import DEFAULT_API_ROLE, Role
 from controller.server.ports import ListenError
-from controller.server.rate_limit import ClientRate, client_rate
 from controller.settings import (
     DEFAULT_CLIENT_RATE,
     DEFAULT_LISTEN,

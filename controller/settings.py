@@ -10,7 +10,7 @@ from controller.backends.config import ControllerFileConfig
 from controller.configs.loader import load_settings_file
 from controller.datadir import service_data_dir
 from controller.images.platforms import LookupSettings
-from controller.server.rate_limit import ClientRate, client_rate
+from controller.rate_limit import ClientRate, client_rate
 
 SYSTEM_CONFIG = Path("/etc/dstack/controller.yaml")
 

@@ -18,6 +18,7 @@ from dstack_hybrid.shared.tokens import parse_token, secrets_match
 from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 
 from controller.images.platforms import PlatformLookup
+from controller.rate_limit import RateLimiter
 from controller.roles import Role
 from controller.server.agent_service import AgentService
 from controller.server.auth import ClientAuth
@@ -25,7 +26,6 @@ from controller.server.client_service import ClientService
 from controller.server.core import Controller
 from controller.server.errors import OneSentenceErrors
 from controller.server.ports import SERVER_OPTIONS, bind_failed
-from controller.server.rate_limit import RateLimiter
 from controller.settings import ControllerSettings
 from controller.store import Store
 from controller.tls import ServerTLS, load_server_tls

@@ -2,7 +2,7 @@
 
 ClientAuth stands in front of every ClientService method: it finds the API token, checks its
 role against the table in controller/server/access.py, spends one call of the token's rate limit
-(controller/server/rate_limit.py), refuses requests past their size (controller/server/request_size.py),
+(controller/rate_limit.py), refuses requests past their size (controller/server/request_size.py),
 and hands the token to the method through `caller()` (Submit
 records who submitted). The methods themselves check nothing."""
 
@@ -17,8 +17,8 @@ from typing import Any
 import grpc
 from dstack_hybrid.shared.tokens import TokenFormatError, parse_token, secrets_match
 
+from controller.rate_limit import RateLimiter
 from controller.server.access import CLIENT_SERVICE, denial
-from controller.server.rate_limit import RateLimiter
 from controller.server.request_size import oversized
 from controller.store import Store
 from controller.store.records import HostRecord, TokenRecord

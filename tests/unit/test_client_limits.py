@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from controller.rate_limit import ClientRate, RateLimiter, TokenBucket, client_rate, parse_rate
 from controller.server.pending_cap import PendingCap, PendingCapReached
-from controller.server.rate_limit import ClientRate, RateLimiter, TokenBucket, client_rate, parse_rate
 
 
 def rate(per_second: float, burst: int) -> ClientRate:
@@ -80,6 +80,7 @@ def test_client_rate_defaults_its_burst_to_five_seconds_and_off_is_none() -> Non
     assert client_rate("20/s", None) == ClientRate(20.0, 100, "20/s")
     assert client_rate("1/m", None) == ClientRate(pytest.approx(1 / 60), 1, "1/m")  # at least one call
     assert client_rate("20/s", 3) == ClientRate(20.0, 3, "20/s")
+    assert client_rate(" 5 ", None) == ClientRate(5.0, 25, "5/s")  # said with its unit in the refusal
     assert client_rate("OFF", None) is None
     with pytest.raises(ValueError, match="a burst of 0 admits no call"):
         client_rate("20/s", 0)

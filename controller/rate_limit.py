@@ -52,7 +52,8 @@ def client_rate(rate_text: str, burst: int | None) -> ClientRate | None:
         burst = max(1, math.ceil(per_second * DEFAULT_BURST_SECONDS))
     if burst < 1:
         raise ValueError(f"a burst of {burst} admits no call: give at least 1")
-    return ClientRate(per_second=per_second, burst=burst, text=rate_text.strip())
+    text = rate_text.strip().replace(" ", "")
+    return ClientRate(per_second=per_second, burst=burst, text=text if "/" in text else f"{text}/s")
 
 
 @dataclass
