@@ -110,7 +110,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         plain, gpu = facts_files(root)
-        controller = ControllerProcess(root / "controller", extra=["--heartbeat-interval", "10s"])
+        # Thousands of submits from one token, as fast as it answers: the client limits are off.
+        limits = ["--client-rate", "off", "--max-pending-per-token", "off"]
+        controller = ControllerProcess(root / "controller", extra=["--heartbeat-interval", "10s", *limits])
         controller.start()
         sims: list[subprocess.Popen[bytes]] = []
         logs = []
