@@ -29,7 +29,7 @@ def test_parse_cap(text: str, size: int) -> None:
 
 @pytest.mark.parametrize("text", ["", "0", "0MiB", "-1MiB", "1.5MiB", "lots", "100 XB"])
 def test_parse_cap_refuses(text: str) -> None:
-    with pytest.raises(ValueError, match="size|more than zero"):
+    with pytest.raises(ValueError, match=r"size|more than zero"):
         parse_cap(text)
 
 
@@ -112,7 +112,11 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def lines(stream: int, first: int, count: int, size: int = 100, ts0: int = 0) -> list[StoredLogLine]:
-    return [StoredLogLine(stream, i, ts0 + i * 10 + stream, b"%d" % i + b"x" * (size - 1)) for i in range(first, first + count)]  # fmt: skip
+    # ts = i * 10 + stream (+ ts0): the streams interleave line by line.
+    return [
+        StoredLogLine(stream, i, ts0 + i * 10 + stream, b"%d" % i + b"x" * (size - 1))
+        for i in range(first, first + count)
+    ]
 
 
 def test_the_cap_drops_the_oldest_lines_and_keeps_the_stored_log_under_it(store: Store) -> None:
@@ -182,8 +186,11 @@ def test_tail_cursor_starts_at_the_nth_last_line(store: Store) -> None:
 def test_retention_purges_only_tasks_that_ended_long_enough_ago(store: Store) -> None:
     now = time.time()
     for name, finished in (("old", now - 8 * 86400), ("recent", now - 3600), ("running", None)):
-        store.add_task(TaskRecord(id=name, name=name, configuration_json="{}", image="busybox", submitted_at=now - 9 * 86400,
-                                  status="done" if finished else "running", finished_at=finished))  # fmt: skip
+        status = "done" if finished else "running"
+        store.add_task(
+            TaskRecord(id=name, name=name, configuration_json="{}", image="busybox", submitted_at=now - 9 * 86400,
+                       status=status, finished_at=finished)  # type: ignore[arg-type]
+        )  # fmt: skip
         store.append_logs(name, lines(1, 0, 12_000, size=10))
     assert purge_once(store, 7 * 86400, now) == 1
     assert store.read_logs("old") == [] and store.log_bytes("old") == 0
