@@ -208,3 +208,29 @@ def test_four_readers_of_a_big_log_keep_memory_flat_and_calls_answering(
         assert max(latencies) < 0.5
     finally:
         stop_cluster(c)
+
+
+def test_retention_deletes_a_finished_tasks_log(
+    tmp_path: Path, docker_engine: DockerEngine, busybox_images: dict[str, str], registry: Registry
+) -> None:
+    c = start(tmp_path, registry, "--log-retention", "3s")
+    try:
+        run_task(c, tmp_path / "t.yaml", "brief", ["echo kept for a while"])
+        assert c.controller.logs("brief").stdout == "kept for a while\n"
+        wait_for("the log to be purged", lambda: c.controller.logs("brief").stdout == "", timeout=30)
+        assert c.controller.task("brief")["status"] == "done"  # the task itself stays
+        assert "deleted the logs of 1 task(s)" in c.controller.log()
+    finally:
+        stop_cluster(c)
+
+
+def test_bad_log_settings_are_one_sentence_and_exit_2(tmp_path: Path) -> None:
+    for flag, value in (("--log-cap", "lots"), ("--log-retention", "forever")):
+        out = subprocess.run(
+            [str(BIN / "dstack-controller"), "serve", "--data-dir", str(tmp_path / "d"), flag, value],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 2 and flag.lstrip("-").replace("-", "_") in out.stderr.replace("-", "_")
+        assert "Traceback" not in out.stderr and out.stderr.strip().count("\n") == 0, out.stderr
