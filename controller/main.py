@@ -18,6 +18,7 @@ from controller import datadir
 from controller.backends.config import ControllerFileConfig
 from controller.configs.loader import ConfigError
 from controller.images.platforms import LookupSettings
+from controller.logs.cap import parse_cap
 from controller.rate_limit import ClientRate, client_rate
 from controller.roles import DEFAULT_API_ROLE, Role
 from controller.server.ports import ListenError
@@ -72,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--heartbeat-interval", default=None, help="how often agents send a heartbeat (10s)")
     serve.add_argument("--stop-grace", default=None, help="SIGTERM, then SIGKILL after this long (10s)")
+    serve.add_argument(
+        "--log-cap", default=None, help="log kept per task; beyond it the oldest lines are dropped (100MiB)"
+    )
+    serve.add_argument(
+        "--log-retention", default=None, help="a finished task's log is deleted this long after it ended (7d)"
+    )
     serve.add_argument(
         "--image-lookup",
         choices=["on", "off"],
@@ -278,6 +285,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _setting(args.heartbeat_interval, "", file_config.heartbeat_interval, "10s"), f"heartbeat_interval{where}"
     )
     stop_grace = _duration(_setting(args.stop_grace, "", file_config.stop_grace, "10s"), f"stop_grace{where}")
+    log_retention = _duration(
+        _setting(args.log_retention, "", file_config.log_retention, "7d"), f"log_retention{where}"
+    )
+    log_cap_text = _setting(args.log_cap, "", file_config.log_cap, "100MiB")
+    try:
+        log_cap = parse_cap(log_cap_text)
+    except ValueError as exc:
+        raise UsageError(f"{'--log-cap' if args.log_cap is not None else f'log_cap{where}'}: {exc}") from None
     cert_validity = _duration(
         _setting(args.host_cert_validity, "", file_config.host_cert_validity, "24h"), f"host_cert_validity{where}"
     )
@@ -311,6 +326,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host_lost_after_s=lost_after,
         heartbeat_interval_s=max(1, int(heartbeat)),
         stop_grace_s=int(stop_grace),
+        log_cap=log_cap,
+        log_retention_s=log_retention,
         image_lookup=LookupSettings(enabled=image_lookup == "on", docker_hub_mirror=mirror),
         agent_listen=agent_listen,
         insecure=args.insecure,

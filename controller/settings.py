@@ -10,6 +10,7 @@ from controller.backends.config import ControllerFileConfig
 from controller.configs.loader import load_settings_file
 from controller.datadir import service_data_dir
 from controller.images.platforms import LookupSettings
+from controller.logs.cap import DEFAULT_LOG_CAP
 from controller.rate_limit import ClientRate, client_rate
 
 SYSTEM_CONFIG = Path("/etc/dstack/controller.yaml")
@@ -74,6 +75,8 @@ class ControllerSettings:
     host_lost_after_s: float = 300.0  # ... and for this long lost: their tasks end, what they held is free
     heartbeat_interval_s: int = 10
     stop_grace_s: int = 10  # SIGTERM, then SIGKILL after this long
+    log_cap: int = DEFAULT_LOG_CAP  # bytes of log kept per task: the oldest lines go beyond it
+    log_retention_s: float = 7 * 24 * 3600  # a finished task's log is purged this long after it ended
     image_lookup: LookupSettings = field(default_factory=LookupSettings)
     # Agents' streams, with mutual TLS. A second port because grpcio can only require client
     # certificates on a port or not ask for them at all; clients and joining agents have none.

@@ -166,8 +166,11 @@ class DockerRuntime:
             "detach": True,
             # An init process as PID 1 forwards SIGTERM to the shell, so `stop` is graceful.
             "init": True,
-            # json-file keeps the whole log for re-reading after an agent restart.
-            "log_config": LogConfig(type="json-file"),
+            # The whole log stays for re-reading after an agent restart (lines are numbered from the
+            # container's first one, so rotation would shift them: no rotation). The `local` driver
+            # keeps the bytes exactly: json-file stores each line as a JSON string and turns bytes
+            # that are not UTF-8 into U+FFFD, so a task's binary output came back altered.
+            "log_config": LogConfig(type="local", config={"max-size": "1024g", "max-file": "1", "compress": "false"}),
             "privileged": spec.privileged,
         }
         if spec.commands:

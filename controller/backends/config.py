@@ -196,6 +196,8 @@ class ControllerFileConfig(ConfigModel):
     host_lost_after: str | None = None
     heartbeat_interval: str | None = None
     stop_grace: str | None = None
+    log_cap: str | None = None
+    log_retention: str | None = None
     image_lookup: Literal["on", "off"] | None = None
     registry_mirror: str | None = None
     # What one API token may ask: calls (`20/s`, `600/m`, `off`) with a burst, and pending tasks.

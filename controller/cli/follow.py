@@ -22,6 +22,7 @@ from dstack_hybrid.v1 import hybrid_pb2 as pb
 
 from controller.cli import format as fmt
 from controller.cli.errors import CommandError, UsageError
+from controller.cli.logview import LogView, write_line, write_notice
 from controller.cli.trust import UnreachableError
 from controller.status_wire import task_status, task_status_text
 from controller.statuses import TaskStatus
@@ -104,8 +105,15 @@ class Follower:
         timeout_s: float,
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
+        view: LogView | None = None,
+        tail: int | None = None,
+        since_ns: int = 0,
     ) -> None:
         self.conn, self.name, self.announce, self.timeout_s = conn, name, announce, timeout_s
+        self.view = view or LogView()
+        # What the user asked of the backlog. Once a line is printed, a resumed stream asks from
+        # that first line's time on (and the offsets skip what was printed), not for a new tail.
+        self.tail, self.since_ns = tail, since_ns
         self.backoff = backoff or Backoff(cap_s=RETRY_CAP_S)
         self.clock = clock
         # The next line index expected on each stream: what a resumed stream starts from.
@@ -130,6 +138,8 @@ class Follower:
                 follow=True,
                 stdout_offset=self.next_seq[pb.LOG_STREAM_STDOUT],
                 stderr_offset=self.next_seq[pb.LOG_STREAM_STDERR],
+                since_ns=self.since_ns,
+                tail=self.tail,
             )
             self._call = call = self.conn.stream_logs(request)
             if self.interrupted.is_set():
@@ -196,9 +206,12 @@ class Follower:
             if line.seq < self.next_seq[stream]:
                 return None  # printed before the stream broke
             self.next_seq[stream] = line.seq + 1
-            out = sys.stderr.buffer if stream == pb.LOG_STREAM_STDERR else sys.stdout.buffer
-            out.write(line.data)
-            out.flush()
+            if self.tail is not None:
+                self.tail, self.since_ns = None, max(self.since_ns, line.ts_ns)
+            write_line(self.view, line)
+            return None
+        if event.HasField("notice"):
+            write_notice(event.notice)
             return None
         task = event.status
         status = task_status(task)
@@ -224,9 +237,17 @@ class Follower:
         return 130
 
 
-def follow(conn: Connection, name: str, announce: bool, timeout_s: float) -> int:
+def follow(
+    conn: Connection,
+    name: str,
+    announce: bool,
+    timeout_s: float,
+    view: LogView | None = None,
+    tail: int | None = None,
+    since_ns: int = 0,
+) -> int:
     """Streams a task's log until it ends; returns the exit status dstackctl should have."""
-    follower = Follower(conn, name, announce, timeout_s)
+    follower = Follower(conn, name, announce, timeout_s, view=view, tail=tail, since_ns=since_ns)
     # Ctrl-C detaches: the task keeps running on its host.
     previous = signal.signal(signal.SIGINT, lambda *_: follower.interrupt())
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,6 +30,7 @@ from controller.cli.follow import (
     reconnect_timeout,
     stuck,
 )
+from controller.cli.logview import LogView, since_ns, write_line, write_notice
 from controller.cli.settings import resolve
 from controller.cli.table import render
 from controller.cli.trust import UnreachableError, controller_ca
@@ -187,16 +189,25 @@ def cmd_ps(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
+    if args.tail is not None and args.tail < 0:
+        raise UsageError(f"--tail must be a number of lines, 0 or more, not {args.tail}")
+    try:
+        since = since_ns(args.since, time.time()) if args.since is not None else 0
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    view = LogView(raw=args.raw, timestamps=args.timestamps)
     if args.follow:
         timeout_s = reconnect_timeout(args.reconnect_timeout)
-        return follow(Client(args), args.task, announce=False, timeout_s=timeout_s)
+        return follow(Client(args), args.task, False, timeout_s, view=view, tail=args.tail, since_ns=since)
     if args.reconnect_timeout is not None:
         raise UsageError("--reconnect-timeout is for logs -f; without -f logs prints what is there and returns")
     client = Client(args)
-    for event in client.stream(client.stub.StreamLogs, pb.StreamLogsRequest(name=args.task, follow=False)):
-        out = sys.stderr.buffer if event.line.stream == pb.LOG_STREAM_STDERR else sys.stdout.buffer
-        out.write(event.line.data)
-        out.flush()
+    request = pb.StreamLogsRequest(name=args.task, follow=False, tail=args.tail, since_ns=since)
+    for event in client.stream(client.stub.StreamLogs, request):
+        if event.HasField("notice"):
+            write_notice(event.notice)
+        elif event.HasField("line"):
+            write_line(view, event.line)
     return 0
 
 
@@ -361,6 +372,21 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("task")
     logs.add_argument("-f", "--follow", action="store_true", help="stream until the task ends")
     logs.add_argument("--reconnect-timeout", default=None, metavar="DURATION", help=RECONNECT_HELP)
+    logs.add_argument(
+        "--tail", type=int, default=None, metavar="N", help="only the last N lines (then new ones with -f)"
+    )
+    logs.add_argument(
+        "--since",
+        default=None,
+        metavar="DURATION|TIME",
+        help="only lines from this long ago (10m, 2h) or since this time (2026-12-02T08:00:00Z)",
+    )
+    logs.add_argument("-t", "--timestamps", action="store_true", help="prefix each line with its engine time (UTC)")
+    logs.add_argument(
+        "--raw",
+        action="store_true",
+        help="the task's bytes exactly as written (default: control characters are shown escaped)",
+    )
     logs.set_defaults(func=cmd_logs)
 
     stop = sub.add_parser("stop", parents=[common], help="stop a task (SIGTERM, then SIGKILL)")

@@ -350,7 +350,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
             StoredLogLine(int(ln.stream), stored_seq(task, int(ln.stream), ln.seq), ln.ts_ns, ln.data)
             for ln in chunk.lines
         ]
-        for line in self.c.store.append_logs(chunk.task_id, lines):
+        for line in self.c.store.append_logs(chunk.task_id, lines, cap=self.c.settings.log_cap):
             self.c.events.publish(
                 chunk.task_id,
                 pb.LogEvent(line=pb.LogLine(stream=line.stream, seq=line.seq, ts_ns=line.ts_ns, data=line.data)),  # type: ignore[arg-type]

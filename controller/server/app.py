@@ -25,6 +25,7 @@ from controller.server.auth import ClientAuth
 from controller.server.client_service import ClientService
 from controller.server.core import Controller
 from controller.server.errors import OneSentenceErrors
+from controller.server.log_retention import purge_forever
 from controller.server.ports import SERVER_OPTIONS, bind_failed
 from controller.settings import ControllerSettings
 from controller.store import Store
@@ -150,6 +151,7 @@ async def serve(settings: ControllerSettings, store: Store) -> None:
     bursting = start_bursting(controller, settings)
     await server.start()
     scheduler = asyncio.create_task(controller.run_scheduler())
+    retention = asyncio.create_task(purge_forever(store, settings.log_retention_s))
     controller.wake()
     sdnotify.ready(f"listening on {settings.listen}")
     stop = asyncio.Event()
@@ -160,6 +162,7 @@ async def serve(settings: ControllerSettings, store: Store) -> None:
     log.info("shutting down")
     sdnotify.stopping()
     scheduler.cancel()
+    retention.cancel()
     if bursting is not None:
         bursting.cancel()
     await server.stop(grace=2)

@@ -3,6 +3,7 @@ ClientAuth interceptor (controller/server/auth.py) checks that before a method h
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import secrets
@@ -16,6 +17,8 @@ from dstack_hybrid.v1 import hybrid_pb2_grpc as pb_grpc
 
 from controller.configs.task import TaskConfiguration
 from controller.inventory.views import host_facts
+from controller.logs.cap import dropped_notice
+from controller.logs.pages import LogCursor
 from controller.scheduling import taskspec
 from controller.scheduling.lifecycle import on_stop_while_offline
 from controller.scheduling.requirements import SubmitError, check_host_policy, check_zones, mounts
@@ -159,6 +162,8 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
         task = await self._find(request.name, context)
         if request.stdout_offset < 0 or request.stderr_offset < 0:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "log offsets must not be negative")
+        if request.HasField("tail") and request.tail < 0:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "--tail must not be negative")
         # A client resuming after a broken stream says how many lines of each stream it has:
         # those are neither read back nor sent again, here or when the agent resends them.
         resume_at: dict[int, int] = {
@@ -169,11 +174,11 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
         queue = self.c.events.subscribe(task.id)
         try:
             next_seq: dict[int, int] = dict(resume_at)
-            for line in self.c.store.read_logs(task.id):
-                if line.seq < resume_at.get(line.stream, 0):
-                    continue
-                next_seq[line.stream] = max(next_seq.get(line.stream, 0), line.seq + 1)
-                yield pb.LogEvent(line=log_line(line))
+            async for event in self._backlog(task, request, resume_at):
+                if event.HasField("line"):
+                    stream = event.line.stream
+                    next_seq[stream] = max(next_seq.get(stream, 0), event.line.seq + 1)
+                yield event
             if not request.follow:
                 return
             current = self.c.store.get_task(task.id) or task
@@ -191,6 +196,30 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
                     return
         finally:
             self.c.events.unsubscribe(task.id, queue)
+
+    async def _backlog(
+        self, task: TaskRecord, request: pb.StreamLogsRequest, resume_at: dict[int, int]
+    ) -> AsyncIterator[pb.LogEvent]:
+        """The stored lines the request asks for, a bounded page at a time, each page read in a
+        thread: a big log neither fills the controller's memory nor stalls its event loop."""
+        store = self.c.store
+        cursor = LogCursor.since(request.since_ns) if request.since_ns > 0 else LogCursor.start()
+        if request.HasField("tail"):
+            cursor = await asyncio.to_thread(store.tail_cursor, task.id, request.tail, cursor)
+        elif request.since_ns <= 0:
+            # From the start: say how many of the lines asked for the cap dropped.
+            firsts = await asyncio.to_thread(store.log_first_seqs, task.id)
+            dropped = sum(max(0, first - resume_at.get(stream, 0)) for stream, first in firsts.items())
+            if dropped:
+                yield pb.LogEvent(notice=dropped_notice(dropped, self.c.settings.log_cap))
+        more = True
+        while more:
+            page, more = await asyncio.to_thread(store.read_log_page, task.id, cursor, resume_at)
+            for line in page:
+                yield pb.LogEvent(line=log_line(line))
+            if page:
+                last = page[-1]
+                cursor = LogCursor(last.ts_ns, last.stream, last.seq)
 
     async def ListHosts(self, request: pb.ListHostsRequest, context: grpc.aio.ServicerContext) -> pb.ListHostsResponse:
         counts = self.c.inventory.ledger.task_counts()

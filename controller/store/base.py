@@ -4,8 +4,9 @@ a PostgreSQL implementation will sit beside it with the same methods."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from controller.logs.pages import PAGE_BYTES, PAGE_LINES, LogCursor
 from controller.statuses import TaskStatus
 from controller.store.records import (
     AttachmentRecord,
@@ -96,8 +97,12 @@ class Store(ABC):
 
     # logs
     @abstractmethod
-    def append_logs(self, task_id: str, lines: Sequence[StoredLogLine]) -> list[StoredLogLine]:
-        """Store lines; a (stream, seq) already held is ignored. Returns the lines that were new."""
+    def append_logs(
+        self, task_id: str, lines: Sequence[StoredLogLine], cap: int | None = None
+    ) -> list[StoredLogLine]:
+        """Store lines; a (stream, seq) already held, or below what the cap dropped, is ignored.
+        With `cap`, the task's oldest lines are dropped once it holds more than `cap` bytes.
+        Returns the lines that were new."""
 
     @abstractmethod
     def log_counts(self, task_id: str) -> dict[int, int]:
@@ -106,6 +111,38 @@ class Store(ABC):
     @abstractmethod
     def read_logs(self, task_id: str) -> list[StoredLogLine]:
         """All lines of a task, in the order the engine timestamped them."""
+
+    @abstractmethod
+    def read_log_page(
+        self,
+        task_id: str,
+        after: LogCursor,
+        offsets: Mapping[int, int] | None = None,
+        max_lines: int = PAGE_LINES,
+        max_bytes: int = PAGE_BYTES,
+    ) -> tuple[list[StoredLogLine], bool]:
+        """One bounded page of lines after the cursor (seq >= offsets[stream]), in read order,
+        and whether more may follow."""
+
+    @abstractmethod
+    def tail_cursor(self, task_id: str, lines: int, since: LogCursor) -> LogCursor:
+        """The cursor a read of the last `lines` lines after `since` starts from."""
+
+    @abstractmethod
+    def log_first_seqs(self, task_id: str) -> dict[int, int]:
+        """Per stream, the first seq still held: lines below it were dropped by the cap."""
+
+    @abstractmethod
+    def log_bytes(self, task_id: str) -> int:
+        """Bytes of log the task holds (what the cap counts)."""
+
+    @abstractmethod
+    def tasks_with_logs_ended_before(self, cutoff: float) -> list[str]:
+        """Ids of tasks that finished before `cutoff` and still hold log lines (retention)."""
+
+    @abstractmethod
+    def delete_logs(self, task_id: str, batch: int = 5000) -> int:
+        """Deletes up to `batch` lines of the task; returns how many."""
 
     # fleets and volumes
     @abstractmethod

@@ -10,11 +10,13 @@ import hmac
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from controller.logs.cap import bytes_to_free, lines_to_drop
+from controller.logs.pages import PAGE_BYTES, PAGE_LINES, LogCursor, take_page
 from controller.statuses import TERMINAL_TASK_STATUSES, TaskStatus
 from controller.store.base import Store
 from controller.store.errors import StorageError, storage_error
@@ -283,21 +285,82 @@ class SQLiteStore(Store):
         return [TaskHistoryEntry(float(at), str(kind), str(message)) for at, kind, message in rows]
 
     # -------------------------------------------------------------------- logs
-    def append_logs(self, task_id: str, lines: Sequence[StoredLogLine]) -> list[StoredLogLine]:
+    def append_logs(self, task_id: str, lines: Sequence[StoredLogLine], cap: int | None = None) -> list[StoredLogLine]:
         new: list[StoredLogLine] = []
         with self._tx() as db:
+            firsts = self._first_seqs(db, task_id)
             for line in lines:
+                if line.seq < firsts.get(line.stream, 0):
+                    continue  # dropped by the cap: an agent resending it does not bring it back
                 cur = db.execute(
                     "INSERT OR IGNORE INTO logs (task_id, stream, seq, ts_ns, data) VALUES (?,?,?,?,?)",
                     (task_id, line.stream, line.seq, line.ts_ns, line.data),
                 )
                 if cur.rowcount:
                     new.append(line)
+                    db.execute(
+                        "INSERT INTO log_streams (task_id, stream, next_seq, bytes) VALUES (?,?,?,?) "
+                        "ON CONFLICT (task_id, stream) DO UPDATE SET "
+                        "next_seq = MAX(next_seq, excluded.next_seq), bytes = bytes + excluded.bytes",
+                        (task_id, line.stream, line.seq + 1, len(line.data)),
+                    )
+            if cap is not None and new:
+                self._trim(db, task_id, cap)
         return new
 
+    @staticmethod
+    def _first_seqs(db: sqlite3.Connection, task_id: str) -> dict[int, int]:
+        rows = db.execute("SELECT stream, first_seq FROM log_streams WHERE task_id = ?", (task_id,)).fetchall()
+        return {int(stream): int(first) for stream, first in rows}
+
+    def _trim(self, db: sqlite3.Connection, task_id: str, cap: int) -> None:
+        """Drops the task's oldest lines once it holds more than `cap` bytes (same transaction)."""
+        (total,) = db.execute(
+            "SELECT COALESCE(SUM(bytes), 0) FROM log_streams WHERE task_id = ?", (task_id,)
+        ).fetchone()
+        need = bytes_to_free(int(total), cap)
+        if not need:
+            return
+        freed: dict[int, int] = {}
+        last_seq: dict[int, int] = {}
+        last: tuple[int, int, int] | None = None
+        rows = db.execute(
+            "SELECT stream, seq, ts_ns, length(data) FROM logs WHERE task_id = ? ORDER BY ts_ns, stream, seq",
+            (task_id,),
+        )
+        while need > 0 and (batch := rows.fetchmany(1000)):
+            count = lines_to_drop([int(r[3]) for r in batch], need)
+            for stream, seq, ts_ns, size in batch[:count]:
+                freed[stream] = freed.get(stream, 0) + size
+                last_seq[stream] = max(last_seq.get(stream, -1), seq)
+                need -= size
+                last = (ts_ns, stream, seq)
+        rows.close()
+        if last is None:
+            return
+        db.execute("DELETE FROM logs WHERE task_id = ? AND (ts_ns, stream, seq) <= (?,?,?)", (task_id, *last))
+        for stream, size in freed.items():
+            db.execute(
+                "UPDATE log_streams SET bytes = MAX(0, bytes - ?), first_seq = MAX(first_seq, ?) "
+                "WHERE task_id = ? AND stream = ?",
+                (size, last_seq[stream] + 1, task_id, stream),
+            )
+
     def log_counts(self, task_id: str) -> dict[int, int]:
-        rows = self._query("SELECT stream, MAX(seq) + 1 FROM logs WHERE task_id = ? GROUP BY stream", (task_id,))
+        rows = self._query(
+            "SELECT stream, MAX(n) FROM (SELECT stream, MAX(seq) + 1 AS n FROM logs WHERE task_id = ? GROUP BY stream "
+            "UNION ALL SELECT stream, next_seq FROM log_streams WHERE task_id = ?) GROUP BY stream",
+            (task_id, task_id),
+        )
         return {int(stream): int(count) for stream, count in rows}
+
+    def log_first_seqs(self, task_id: str) -> dict[int, int]:
+        with self._lock, _translated():
+            return self._first_seqs(self._db, task_id)
+
+    def log_bytes(self, task_id: str) -> int:
+        (total,) = self._query("SELECT COALESCE(SUM(bytes), 0) FROM log_streams WHERE task_id = ?", (task_id,))[0]
+        return int(total)
 
     def read_logs(self, task_id: str) -> list[StoredLogLine]:
         rows = self._query(
@@ -305,6 +368,58 @@ class SQLiteStore(Store):
             (task_id,),
         )
         return [StoredLogLine(int(s), int(q), int(t), bytes(d)) for s, q, t, d in rows]
+
+    def read_log_page(
+        self,
+        task_id: str,
+        after: LogCursor,
+        offsets: Mapping[int, int] | None = None,
+        max_lines: int = PAGE_LINES,
+        max_bytes: int = PAGE_BYTES,
+    ) -> tuple[list[StoredLogLine], bool]:
+        offsets = offsets or {}
+        with self._lock, _translated():
+            rows = self._db.execute(
+                "SELECT stream, seq, ts_ns, data FROM logs WHERE task_id = ? AND (ts_ns, stream, seq) > (?,?,?) "
+                "AND seq >= (CASE stream WHEN 1 THEN ? WHEN 2 THEN ? ELSE 0 END) ORDER BY ts_ns, stream, seq",
+                (task_id, after.ts_ns, after.stream, after.seq, offsets.get(1, 0), offsets.get(2, 0)),
+            )
+            try:
+                page, more = take_page(iter(lambda: rows.fetchone(), None), max_lines, max_bytes)
+            finally:
+                rows.close()
+        return [StoredLogLine(int(s), int(q), int(t), bytes(d)) for s, q, t, d in page], more
+
+    def tail_cursor(self, task_id: str, lines: int, since: LogCursor) -> LogCursor:
+        """Where a read of the last `lines` lines (after `since`) starts."""
+        if lines <= 0:
+            return LogCursor(2**62, 0, 0)  # after every line
+        rows = self._query(
+            "SELECT ts_ns, stream, seq FROM logs WHERE task_id = ? AND (ts_ns, stream, seq) > (?,?,?) "
+            "ORDER BY ts_ns DESC, stream DESC, seq DESC LIMIT 1 OFFSET ?",
+            (task_id, since.ts_ns, since.stream, since.seq, lines - 1),
+        )
+        return LogCursor.before(*rows[0]) if rows else since
+
+    def tasks_with_logs_ended_before(self, cutoff: float) -> list[str]:
+        rows = self._query(
+            "SELECT id FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ? "
+            "AND (EXISTS (SELECT 1 FROM logs WHERE task_id = tasks.id) "
+            "OR EXISTS (SELECT 1 FROM log_streams WHERE task_id = tasks.id))",
+            (cutoff,),
+        )
+        return [str(r[0]) for r in rows]
+
+    def delete_logs(self, task_id: str, batch: int = 5000) -> int:
+        """Deletes up to `batch` of a task's lines (short transactions: the loop's calls wait on the
+        same lock); the task's counters go with its last line. Returns how many were deleted."""
+        with self._tx() as db:
+            deleted = db.execute(
+                "DELETE FROM logs WHERE rowid IN (SELECT rowid FROM logs WHERE task_id = ? LIMIT ?)", (task_id, batch)
+            ).rowcount
+            if deleted < batch:
+                db.execute("DELETE FROM log_streams WHERE task_id = ?", (task_id,))
+        return int(deleted)
 
     # ----------------------------------------------------------------- configs
     def put_config(self, record: ConfigRecord) -> None:

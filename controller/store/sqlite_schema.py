@@ -40,7 +40,15 @@ CREATE TABLE IF NOT EXISTS logs (
     task_id TEXT NOT NULL, stream INTEGER NOT NULL, seq INTEGER NOT NULL, ts_ns INTEGER NOT NULL,
     data BLOB NOT NULL, PRIMARY KEY (task_id, stream, seq)
 );
-CREATE INDEX IF NOT EXISTS logs_order ON logs (task_id, ts_ns);
+-- Pages read in (ts_ns, stream, seq) order from a cursor: one range of this index per page.
+CREATE INDEX IF NOT EXISTS logs_read ON logs (task_id, ts_ns, stream, seq);
+DROP INDEX IF EXISTS logs_order;
+-- Per task and stream: the first seq still held (lines below it were dropped by the cap), the next
+-- seq expected and the bytes held, so the cap is kept without summing the log.
+CREATE TABLE IF NOT EXISTS log_streams (
+    task_id TEXT NOT NULL, stream INTEGER NOT NULL, first_seq INTEGER NOT NULL DEFAULT 0,
+    next_seq INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (task_id, stream)
+);
 CREATE TABLE IF NOT EXISTS configs (
     kind TEXT NOT NULL, name TEXT NOT NULL, configuration_json TEXT NOT NULL, created_at REAL NOT NULL,
     updated_at REAL NOT NULL, status TEXT NOT NULL DEFAULT 'active', error TEXT NOT NULL DEFAULT '',

@@ -784,24 +784,30 @@ class GetTaskRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class StreamLogsRequest(_message.Message):
-    __slots__ = ("name", "follow", "stdout_offset", "stderr_offset")
+    __slots__ = ("name", "follow", "stdout_offset", "stderr_offset", "tail", "since_ns")
     NAME_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
     STDOUT_OFFSET_FIELD_NUMBER: _ClassVar[int]
     STDERR_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    TAIL_FIELD_NUMBER: _ClassVar[int]
+    SINCE_NS_FIELD_NUMBER: _ClassVar[int]
     name: str
     follow: bool
     stdout_offset: int
     stderr_offset: int
-    def __init__(self, name: _Optional[str] = ..., follow: _Optional[bool] = ..., stdout_offset: _Optional[int] = ..., stderr_offset: _Optional[int] = ...) -> None: ...
+    tail: int
+    since_ns: int
+    def __init__(self, name: _Optional[str] = ..., follow: _Optional[bool] = ..., stdout_offset: _Optional[int] = ..., stderr_offset: _Optional[int] = ..., tail: _Optional[int] = ..., since_ns: _Optional[int] = ...) -> None: ...
 
 class LogEvent(_message.Message):
-    __slots__ = ("line", "status")
+    __slots__ = ("line", "status", "notice")
     LINE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    NOTICE_FIELD_NUMBER: _ClassVar[int]
     line: LogLine
     status: Task
-    def __init__(self, line: _Optional[_Union[LogLine, _Mapping]] = ..., status: _Optional[_Union[Task, _Mapping]] = ...) -> None: ...
+    notice: str
+    def __init__(self, line: _Optional[_Union[LogLine, _Mapping]] = ..., status: _Optional[_Union[Task, _Mapping]] = ..., notice: _Optional[str] = ...) -> None: ...
 
 class StopTaskRequest(_message.Message):
     __slots__ = ("name", "abort")
