@@ -342,8 +342,13 @@ class AgentService(pb_grpc.AgentServiceServicer):
         if task is None or task.host_id != host.id or task.attempt != attempt or task.terminal:
             # Only the current attempt on the task's current host speaks for it; anything else is
             # a container that should not run (any more): its attempt is released.
-            log.info("host %s sent log lines of task %s attempt %d, not its current one: dropped, released",
-                     host.name, chunk.task_id, attempt)  # fmt: skip
+            if task is not None and task.host_id != host.id and attempt >= task.attempt:
+                # Not a stale attempt of a task that moved on: a host speaking for another's task.
+                log.warning("host %s sent log lines for task %s, which is not its own: dropped", host.name,
+                            chunk.task_id)  # fmt: skip
+            else:
+                log.info("host %s sent log lines of task %s attempt %d, not its current one: dropped, released",
+                         host.name, chunk.task_id, attempt)  # fmt: skip
             session.send(pb.ControllerMessage(release=pb.Release(task_id=chunk.task_id, attempt=attempt)))
             return
         lines = [
