@@ -213,13 +213,14 @@ class DockerRuntime:
         except CloudVolumeError as exc:
             raise StartError(str(exc)) from None
 
-    def log_stream(self, tc: TaskContainer, stream: int) -> Any:
-        """A closable stream of raw frames of one output stream (stdout or stderr), from the start."""
+    def log_stream(self, tc: TaskContainer, stream: int, follow: bool = True) -> Any:
+        """A closable stream of raw frames of one output stream (stdout or stderr), from the start;
+        with `follow`, until the container exits."""
         return tc.container.logs(
             stdout=stream == pb.LOG_STREAM_STDOUT,
             stderr=stream == pb.LOG_STREAM_STDERR,
             stream=True,
-            follow=True,
+            follow=follow,
             timestamps=True,
         )
 

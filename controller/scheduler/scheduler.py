@@ -54,6 +54,9 @@ class Scheduler:
         self.also_wake: Callable[[], None] | None = None  # the burst reconciler, when there is one
         self.host_loss = HostLoss(store, journal, inventory, publish, clock, store_after, end_stream)
         self._wake = asyncio.Event()
+        self._in_pass = False
+        self._passes = 0  # passes completed: what `settled` waits on
+        self._pass_done = asyncio.Event()
         self._lock = asyncio.Lock()
         self._scheduled_generation = -1
         self._full_pass_at = 0.0
@@ -73,6 +76,7 @@ class Scheduler:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=PASS_TIMEOUT_S)
             self._wake.clear()
+            self._in_pass = True
             try:
                 self.inventory.refresh_liveness()
                 self.host_loss.check()  # before the pass: what lost hosts held is placed in it
@@ -83,6 +87,24 @@ class Scheduler:
                 self._scheduled_generation = -1
             except Exception:  # a bug here must not stop scheduling for good
                 log.exception("scheduling pass failed")
+            finally:
+                self._in_pass = False
+                self._passes += 1
+                self._pass_done.set()
+                self._pass_done = asyncio.Event()
+
+    async def settled(self, timeout_s: float) -> None:
+        """Returns once the pass that is due or running now has completed (at most `timeout_s`): a
+        task that just went back to pending (a refusal, a retry) is then placed, or has its reason
+        why not. A follower's first look must not take that moment for the final word."""
+        target = self._passes + (1 if self._in_pass else 0) + (1 if self._wake.is_set() else 0)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while self._passes < target:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._pass_done.wait(), timeout=left)
 
     # ------------------------------------------------------------ requirements
     def static_requirements(

@@ -33,6 +33,8 @@ from controller.store.records import HostRecord, TaskRecord
 
 log = logging.getLogger("dstack.controller.client")
 
+# How long a follower's first look at a pending task waits for the scheduling pass that is due.
+SETTLE_S = 2.0
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 ADJECTIVES = ("brave", "calm", "eager", "fast", "gentle", "happy", "keen", "lucky", "quiet", "wise")
 ANIMALS = ("badger", "crane", "falcon", "heron", "lynx", "otter", "panda", "raven", "seal", "zebra")
@@ -182,6 +184,10 @@ class ClientService(ConfigsMixin, pb_grpc.ClientServiceServicer):
             if not request.follow:
                 return
             current = self.c.store.get_task(task.id) or task
+            if current.status == TaskStatus.PENDING:
+                # Back to pending a moment ago (refused, retried)? The due pass places it or says why not.
+                await self.c.scheduler.settled(SETTLE_S)
+                current = self.c.store.get_task(task.id) or current
             yield pb.LogEvent(status=self.c.task_message(current))
             if current.terminal:
                 return

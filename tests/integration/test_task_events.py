@@ -3,14 +3,17 @@ containers; kept across a controller restart."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
 
+import docker.errors
 import pytest
 
 from tests.integration.conftest import Cluster
 from tests.support.cluster import write_task
+from tests.support.dockerd import DockerEngine
 
 pytestmark = pytest.mark.docker
 
@@ -69,8 +72,15 @@ def test_a_failing_tasks_history_in_order_with_times_kept_across_a_restart(
     assert unknown.stderr == "dstackctl: no task named 'no-such-task'\n"
 
 
-def test_an_image_pull_is_in_the_history(cluster: Cluster, tmp_path: Path, multiarch_image: str) -> None:
+def test_an_image_pull_is_in_the_history(
+    cluster: Cluster, tmp_path: Path, multiarch_image: str, docker_engine: DockerEngine
+) -> None:
     c = cluster.controller
+    # The session's own test image: an earlier test may have pulled it, and then there is no pull.
+    client = docker_engine.client()
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        client.images.remove(multiarch_image)
+    client.close()
     task = write_task(
         tmp_path / "task.yaml", f'type: task\nname: pulls\nimage: {multiarch_image}\ncommands: ["true"]\n'
     )
