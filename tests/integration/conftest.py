@@ -11,6 +11,7 @@ import pytest
 from tests.support.cluster import AgentProcess, ControllerProcess
 from tests.support.dockerd import DockerEngine
 from tests.support.registry import Registry
+from tests.support.task_containers import remove_task_containers
 
 
 @dataclass
@@ -54,3 +55,26 @@ def fresh_cluster(
     c = start_cluster(tmp_path, registry)
     yield c
     stop_cluster(c)
+
+
+@pytest.fixture
+def our_containers(docker_engine: DockerEngine) -> Iterator[list[str]]:
+    """Task ids whose containers this test made: removed at the end, whatever happened."""
+    task_ids: list[str] = []
+    yield task_ids
+    remove_task_containers(docker_engine, task_ids)
+
+
+@pytest.fixture
+def lost_fast(
+    tmp_path: Path, docker_engine: DockerEngine, busybox_images: dict[str, str], registry: Registry
+) -> Iterator[ControllerProcess]:
+    """A controller that declares a silent host offline after 5 s and lost after 15 s."""
+    controller = ControllerProcess(
+        tmp_path / "controller",
+        registry_mirror=f"http://{registry.addr}",
+        extra=["--host-grace", "5s", "--host-lost-after", "15s"],
+    )
+    controller.start()
+    yield controller
+    controller.stop()

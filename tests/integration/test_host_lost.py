@@ -3,24 +3,20 @@ controller, two real agents (two hosts on one Docker engine), kill -9, real cont
 
 from __future__ import annotations
 
-import contextlib
 import re
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import docker.errors
 import pytest
 
 from tests.support.cluster import BIN, AgentProcess, ControllerProcess, free_port, wait_for, write_task
 from tests.support.dockerd import DockerEngine
-from tests.support.registry import Registry
+from tests.support.task_containers import containers_of
 
 pytestmark = pytest.mark.docker
 
-TASK_LABEL = "dev.dstack-hybrid.task-id"  # the agent's label on every task container
 
 # All the host's cores: two such tasks never share a host, so where the second one goes says
 # whether the first one's share was given back.
@@ -34,41 +30,6 @@ resources:
   cpu: {cpus}..
   memory: 64MB..
 """
-
-
-@pytest.fixture
-def lost_fast(
-    tmp_path: Path, docker_engine: DockerEngine, busybox_images: dict[str, str], registry: Registry
-) -> Iterator[ControllerProcess]:
-    controller = ControllerProcess(
-        tmp_path / "controller",
-        registry_mirror=f"http://{registry.addr}",
-        extra=["--host-grace", "5s", "--host-lost-after", "15s"],
-    )
-    controller.start()
-    yield controller
-    controller.stop()
-
-
-@pytest.fixture
-def our_containers(docker_engine: DockerEngine) -> Iterator[list[str]]:
-    """Task ids whose containers this test made: removed at the end, whatever happened."""
-    task_ids: list[str] = []
-    yield task_ids
-    client = docker_engine.client()
-    for task_id in task_ids:
-        for container in client.containers.list(all=True, filters={"label": f"{TASK_LABEL}={task_id}"}):
-            with contextlib.suppress(docker.errors.APIError):
-                container.remove(force=True)
-    client.close()
-
-
-def containers_of(engine: DockerEngine, task_id: str) -> list[Any]:
-    client = engine.client()
-    try:
-        return list(client.containers.list(all=True, filters={"label": f"{TASK_LABEL}={task_id}"}))
-    finally:
-        client.close()
 
 
 def host_row(controller: ControllerProcess, name: str) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from the fixture hosts' sysfs trees (DSTACK_AGENT_SYSFS), so only the host DMI p
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import time
@@ -13,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import docker.errors
 import pytest
 
 from agent.notices import aws
@@ -21,13 +19,13 @@ from tests.support.cluster import AgentProcess, ControllerProcess, wait_for, wri
 from tests.support.dockerd import DockerEngine
 from tests.support.metadata_server import MetadataServer
 from tests.support.registry import Registry
+from tests.support.task_containers import containers_of
 
 pytestmark = pytest.mark.docker
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 HOSTS = FIXTURES / "hosts"
 NOTICES = FIXTURES / "notices"
-TASK_LABEL = "dev.dstack-hybrid.task-id"
 POLL = "notice_poll_s: 0.2\n"  # AWS recommends 5 s; the tests do not wait that long
 
 TASK = """\
@@ -50,27 +48,6 @@ def controller(
     c.start()
     yield c
     c.stop()
-
-
-@pytest.fixture
-def our_containers(docker_engine: DockerEngine) -> Iterator[list[str]]:
-    """Task ids whose containers this test made: removed at the end, whatever happened."""
-    task_ids: list[str] = []
-    yield task_ids
-    client = docker_engine.client()
-    for task_id in task_ids:
-        for container in client.containers.list(all=True, filters={"label": f"{TASK_LABEL}={task_id}"}):
-            with contextlib.suppress(docker.errors.APIError):
-                container.remove(force=True)
-    client.close()
-
-
-def containers_of(engine: DockerEngine, task_id: str) -> list[Any]:
-    client = engine.client()
-    try:
-        return list(client.containers.list(all=True, filters={"label": f"{TASK_LABEL}={task_id}"}))
-    finally:
-        client.close()
 
 
 def host_row(c: ControllerProcess, name: str) -> dict[str, Any]:
